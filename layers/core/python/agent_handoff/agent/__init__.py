@@ -1,0 +1,1 @@
+"""The AI agent: one turn of conversation over a pluggable LLM provider."""

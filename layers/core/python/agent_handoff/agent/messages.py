@@ -1,0 +1,49 @@
+"""Provider-neutral chat messages, tool specs and completions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    # None when the model sent arguments that are not a JSON object.
+    arguments: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Literal["user", "assistant", "tool"]
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+    tool_name: str = ""
+    tool_result: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def tool(cls, call: ToolCall, result: dict[str, Any]) -> ChatMessage:
+        return cls(role="tool", tool_call_id=call.id, tool_name=call.name, tool_result=result)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    # Set by providers that know they did not answer the question (the rules agent's fallback).
+    unresolved: bool = False
+
+
+class ChatProvider(Protocol):
+    def complete(self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> Completion:
+        """One model call. Raises ProviderError on any failure, timeout or unusable answer."""
+        ...

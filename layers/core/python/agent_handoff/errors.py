@@ -1,0 +1,33 @@
+"""The domain's own exceptions; handlers map them to responses in one place."""
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable function. The message names the variable."""
+
+
+class WebhookRejected(Exception):
+    """A request that is not a valid, authentic Twilio webhook. Carries the HTTP status to answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class StoreError(Exception):
+    """The session store could not complete an operation (after the SDK's own retries)."""
+
+
+class ConcurrentUpdate(StoreError):
+    """Another invocation changed the same item first; reload and try again.
+
+    `existing` holds the item as it was when the condition failed, when DynamoDB returned it.
+    """
+
+    def __init__(self, message: str, existing: dict | None = None) -> None:
+        super().__init__(message)
+        self.existing = existing
+
+
+class ProviderError(Exception):
+    """The LLM provider failed, timed out or answered something unusable."""

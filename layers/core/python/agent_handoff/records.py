@@ -1,0 +1,79 @@
+"""Plain records the services work with; the store maps them to and from DynamoDB items."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+Role = Literal["user", "assistant"]
+HandoffStatus = Literal["pending", "dispatching", "delivered", "failed", "routed"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Role
+    text: str
+
+
+@dataclass(frozen=True)
+class Hold:
+    """The conversation is with a human: the AI stays silent until `until` (epoch seconds)."""
+
+    handoff_id: str
+    reason: str
+    until: int
+
+    def active(self, now: int) -> bool:
+        return now < self.until
+
+
+@dataclass(frozen=True)
+class Conversation:
+    key: str
+    conversation_id: str
+    channel: str
+    customer: str
+    agent_number: str
+    history: tuple[Turn, ...] = ()
+    unresolved_attempts: int = 0
+    hold: Hold | None = None
+    version: int = 0  # 0: not stored yet
+
+    def with_turns(self, *turns: Turn, limit: int) -> Conversation:
+        return replace(self, history=(self.history + turns)[-limit:])
+
+
+@dataclass(frozen=True)
+class HandoffRecord:
+    handoff_id: str
+    channel: str
+    conversation_key: str
+    to: str
+    from_: str
+    payload_json: str
+    status: HandoffStatus = "pending"
+    deliveries: int = 0
+    execution_sid: str = ""
+    outcome: str = ""
+    error: str = ""
+    created_at: int = 0
+
+
+@dataclass(frozen=True)
+class MessageClaim:
+    """Result of claiming a webhook by its SID: ours to process, already answered, or in progress."""
+
+    state: Literal["claimed", "done", "in_progress"]
+    token: str = ""
+    reply: str | None = None
+
+
+@dataclass(frozen=True)
+class TurnCommit:
+    """Everything one SMS turn writes, in one transaction: nothing can be half-done."""
+
+    conversation: Conversation
+    message_sid: str
+    claim_token: str
+    reply: str | None
+    handoff: HandoffRecord | None = None

@@ -1,0 +1,361 @@
+"""Session store on DynamoDB: the only module that speaks DynamoDB.
+
+One table, one string key `pk`, items told apart by `kind`:
+
+- `CONV#...`      a conversation: history, escalation counters, the handoff hold, `version`
+- `MSG#{sid}`     a webhook claim and its reply, for deduplication of Twilio retries
+- `HANDOFF#{id}`  a handoff record; its INSERT on the table's stream is the dispatch outbox
+
+Every write is conditional, so two invocations touching one conversation cannot lose an
+update, and AWS error codes become the domain's own exceptions here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from .errors import ConcurrentUpdate, StoreError
+from .records import Conversation, HandoffRecord, Hold, MessageClaim, Turn, TurnCommit
+
+MESSAGE_TTL_SECONDS = 3 * 24 * 3600
+HANDOFF_TTL_SECONDS = 30 * 24 * 3600
+
+
+def conversation_key(channel: str, customer: str, agent_number: str) -> str:
+    return f"CONV#{channel.lower()}#{customer}#{agent_number}"
+
+
+def message_key(message_sid: str) -> str:
+    return f"MSG#{message_sid}"
+
+
+def handoff_key(handoff_id: str) -> str:
+    return f"HANDOFF#{handoff_id}"
+
+
+# boto3's TypeSerializer would do this too, but importing boto3.dynamodb.types pulls in
+# the resource layer's modules; these four shapes are all the table holds.
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(int(value))}
+
+
+def _plain(attr: Mapping[str, Any]) -> Any:
+    (kind, value), = attr.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        number = Decimal(value)
+        return int(number) if number == number.to_integral_value() else float(number)
+    if kind == "BOOL":
+        return value
+    if kind == "NULL":
+        return None
+    if kind == "L":
+        return [_plain(v) for v in value]
+    if kind == "M":
+        return {k: _plain(v) for k, v in value.items()}
+    raise StoreError(f"unexpected DynamoDB attribute type {kind}")
+
+
+def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item (or stream image) as plain Python values."""
+    return {name: _plain(attr) for name, attr in item.items()}
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str((response.get("Error") or {}).get("Code", ""))
+
+
+class SessionStore:
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    # -- webhook claims ---------------------------------------------------------------
+
+    def claim_message(self, message_sid: str, *, now: int, lease_seconds: int) -> MessageClaim:
+        """Claim a webhook for processing; a stale claim (its invocation died) may be taken over."""
+        token = uuid.uuid4().hex
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key={"pk": _s(message_key(message_sid))},
+                UpdateExpression="SET kind = :kind, #status = :processing, claimToken = :token, "
+                "claimedAt = :now, expiresAt = :expires",
+                ConditionExpression="attribute_not_exists(pk) OR (#status = :processing AND claimedAt < :stale)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":kind": _s("message"),
+                    ":processing": _s("processing"),
+                    ":token": _s(token),
+                    ":now": _n(now),
+                    ":stale": _n(now - lease_seconds),
+                    ":expires": _n(now + MESSAGE_TTL_SECONDS),
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ConcurrentUpdate as exc:
+            existing = plain_item(exc.existing or {})
+            if existing.get("status") == "done":
+                return MessageClaim(state="done", reply=existing.get("reply"))
+            return MessageClaim(state="in_progress")
+        return MessageClaim(state="claimed", token=token)
+
+    def message_reply(self, message_sid: str) -> MessageClaim:
+        item = self._get(message_key(message_sid))
+        if item and item.get("status") == "done":
+            return MessageClaim(state="done", reply=item.get("reply"))
+        return MessageClaim(state="in_progress" if item else "claimed")
+
+    def release_message(self, message_sid: str, token: str) -> None:
+        """Give up a claim after a failure, so Twilio's retry can process the webhook."""
+        try:
+            self._call(
+                "delete_item",
+                TableName=self._table,
+                Key={"pk": _s(message_key(message_sid))},
+                ConditionExpression="claimToken = :token AND #status = :processing",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":token": _s(token), ":processing": _s("processing")},
+            )
+        except ConcurrentUpdate:
+            pass  # someone else's claim now, or already answered: nothing of ours to release
+
+    # -- conversations ----------------------------------------------------------------
+
+    def load_conversation(self, key: str) -> Conversation | None:
+        item = self._get(key)
+        return _conversation_from(item) if item else None
+
+    def commit_turn(self, commit: TurnCommit, *, now: int, ttl_seconds: int) -> Conversation:
+        """Write the conversation, the webhook's reply and any handoff record atomically."""
+        conversation = commit.conversation
+        stored_version = conversation.version
+        items: list[dict[str, Any]] = [
+            {"Put": self._conversation_put(conversation, now=now, ttl_seconds=ttl_seconds)},
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"pk": _s(message_key(commit.message_sid))},
+                    "UpdateExpression": "SET #status = :done, reply = :reply, conversationKey = :conv "
+                    "REMOVE claimToken",
+                    "ConditionExpression": "claimToken = :token",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {
+                        ":done": _s("done"),
+                        ":reply": _s(commit.reply or ""),
+                        ":conv": _s(conversation.key),
+                        ":token": _s(commit.claim_token),
+                    },
+                }
+            },
+        ]
+        if commit.handoff is not None:
+            items.append({"Put": self._handoff_put(commit.handoff, now=now)})
+        try:
+            self._call("transact_write_items", TransactItems=items)
+        except _TransactionCancelled as exc:
+            reasons = exc.reasons
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise ConcurrentUpdate(f"conversation {conversation.key} changed since version {stored_version}") from None
+            raise StoreError(f"turn not committed: {', '.join(r or 'None' for r in reasons)}") from None
+        return replace(conversation, version=stored_version + 1)
+
+    def _conversation_put(self, conversation: Conversation, *, now: int, ttl_seconds: int) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": _s(conversation.key),
+            "kind": _s("conversation"),
+            "conversationId": _s(conversation.conversation_id),
+            "channel": _s(conversation.channel),
+            "customer": _s(conversation.customer),
+            "agentNumber": _s(conversation.agent_number),
+            "history": {"L": [{"M": {"role": _s(t.role), "text": _s(t.text)}} for t in conversation.history]},
+            "unresolvedAttempts": _n(conversation.unresolved_attempts),
+            "version": _n(conversation.version + 1),
+            "updatedAt": _n(now),
+            "expiresAt": _n(max(now + ttl_seconds, conversation.hold.until if conversation.hold else 0)),
+        }
+        if conversation.hold is not None:
+            item["hold"] = {
+                "M": {
+                    "handoffId": _s(conversation.hold.handoff_id),
+                    "reason": _s(conversation.hold.reason),
+                    "until": _n(conversation.hold.until),
+                }
+            }
+        put: dict[str, Any] = {"TableName": self._table, "Item": item}
+        if conversation.version == 0:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "version = :expected"
+            put["ExpressionAttributeValues"] = {":expected": _n(conversation.version)}
+        return put
+
+    # -- handoff records --------------------------------------------------------------
+
+    def _handoff_put(self, record: HandoffRecord, *, now: int) -> dict[str, Any]:
+        return {
+            "TableName": self._table,
+            "Item": {
+                "pk": _s(handoff_key(record.handoff_id)),
+                "kind": _s("handoff"),
+                "handoffId": _s(record.handoff_id),
+                "channel": _s(record.channel),
+                "conversationKey": _s(record.conversation_key),
+                "to": _s(record.to),
+                "from": _s(record.from_),
+                "payload": _s(record.payload_json),
+                "status": _s(record.status),
+                "deliveries": _n(0),
+                "createdAt": _n(now),
+                "expiresAt": _n(now + HANDOFF_TTL_SECONDS),
+            },
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+
+    def get_handoff(self, handoff_id: str) -> HandoffRecord | None:
+        item = self._get(handoff_key(handoff_id))
+        return _handoff_from(item) if item else None
+
+    def claim_handoff(self, handoff_id: str, *, now: int, lease_seconds: int) -> tuple[HandoffRecord | None, bool]:
+        """Take a pending handoff (or one whose dispatcher died) for delivery.
+
+        Returns the record and whether this caller now owns it. Delivered and failed records
+        are never claimed again: that is what makes a redelivered stream record harmless.
+        """
+        try:
+            response = self._call(
+                "update_item",
+                TableName=self._table,
+                Key={"pk": _s(handoff_key(handoff_id))},
+                UpdateExpression="SET #status = :dispatching, leaseUntil = :lease, deliveries = deliveries + :one",
+                ConditionExpression="attribute_exists(pk) AND (#status = :pending OR "
+                "(#status = :dispatching AND leaseUntil < :now))",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":dispatching": _s("dispatching"),
+                    ":pending": _s("pending"),
+                    ":lease": _n(now + lease_seconds),
+                    ":now": _n(now),
+                    ":one": _n(1),
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ConcurrentUpdate as exc:
+            return (_handoff_from(plain_item(exc.existing)) if exc.existing else None), False
+        return _handoff_from(plain_item(response["Attributes"])), True
+
+    def finish_handoff(
+        self,
+        handoff_id: str,
+        *,
+        status: str,
+        outcome: str,
+        now: int,
+        execution_sid: str = "",
+        error: str = "",
+    ) -> None:
+        self._call(
+            "update_item",
+            TableName=self._table,
+            Key={"pk": _s(handoff_key(handoff_id))},
+            UpdateExpression="SET #status = :status, outcome = :outcome, executionSid = :sid, "
+            "lastError = :error, finishedAt = :now REMOVE leaseUntil",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":status": _s(status),
+                ":outcome": _s(outcome),
+                ":sid": _s(execution_sid),
+                ":error": _s(error),
+                ":now": _n(now),
+            },
+        )
+
+    def release_handoff(self, handoff_id: str, *, error: str) -> None:
+        """Hand a claimed record back for a later delivery, keeping why this one failed."""
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key={"pk": _s(handoff_key(handoff_id))},
+                UpdateExpression="SET #status = :pending, lastError = :error REMOVE leaseUntil",
+                ConditionExpression="#status = :dispatching",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":pending": _s("pending"), ":dispatching": _s("dispatching"), ":error": _s(error)},
+            )
+        except ConcurrentUpdate:
+            pass
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _get(self, key: str) -> dict[str, Any] | None:
+        response = self._call("get_item", TableName=self._table, Key={"pk": _s(key)}, ConsistentRead=True)
+        item = response.get("Item")
+        return plain_item(item) if item else None
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return getattr(self._client, operation)(**kwargs)
+        except Exception as exc:
+            code = _error_code(exc)
+            if code == "ConditionalCheckFailedException":
+                item = (getattr(exc, "response", None) or {}).get("Item")
+                raise ConcurrentUpdate(f"{operation}: condition failed", item) from None
+            if code == "TransactionCanceledException":
+                reasons = [r.get("Code") for r in (exc.response.get("CancellationReasons") or [])]  # type: ignore[attr-defined]
+                raise _TransactionCancelled(reasons) from None
+            if code:
+                raise StoreError(f"DynamoDB {operation} failed: {code}") from exc
+            if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.startswith(("botocore", "urllib3")):
+                raise StoreError(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
+            raise
+
+
+class _TransactionCancelled(StoreError):
+    def __init__(self, reasons: list[str | None]) -> None:
+        super().__init__("transaction cancelled")
+        self.reasons = reasons
+
+
+def _conversation_from(item: dict[str, Any]) -> Conversation:
+    hold = item.get("hold")
+    return Conversation(
+        key=item["pk"],
+        conversation_id=item["conversationId"],
+        channel=item["channel"],
+        customer=item["customer"],
+        agent_number=item["agentNumber"],
+        history=tuple(Turn(role=t["role"], text=t["text"]) for t in item.get("history", [])),
+        unresolved_attempts=int(item.get("unresolvedAttempts", 0)),
+        hold=Hold(handoff_id=hold["handoffId"], reason=hold["reason"], until=int(hold["until"])) if hold else None,
+        version=int(item["version"]),
+    )
+
+
+def _handoff_from(item: dict[str, Any]) -> HandoffRecord:
+    return HandoffRecord(
+        handoff_id=item["handoffId"],
+        channel=item["channel"],
+        conversation_key=item.get("conversationKey", ""),
+        to=item.get("to", ""),
+        from_=item.get("from", ""),
+        payload_json=item.get("payload", ""),
+        status=item.get("status", "pending"),
+        deliveries=int(item.get("deliveries", 0)),
+        execution_sid=item.get("executionSid", ""),
+        outcome=item.get("outcome", ""),
+        error=item.get("lastError", ""),
+        created_at=int(item.get("createdAt", 0)),
+    )
