@@ -22,11 +22,6 @@ _SID_PATTERNS = {
 _E164 = r"^\+[1-9][0-9]{6,14}$"
 
 
-def _blank_to_none(value: Any) -> Any:
-    # SAM passes unset parameters as empty strings; treat them as absent.
-    return None if isinstance(value, str) and not value.strip() else value
-
-
 class Settings(BaseModel):
     """All configuration of the product. Functions ask for the parts they need with `require`."""
 
@@ -71,16 +66,9 @@ class Settings(BaseModel):
     studio_max_attempts: int = Field(4, alias="STUDIO_MAX_ATTEMPTS", ge=1, le=10)
     dispatch_max_deliveries: int = Field(5, alias="DISPATCH_MAX_DELIVERIES", ge=1, le=50)
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
-        return _blank_to_none(value)
-
     @field_validator("handoff_attributes", mode="before")
     @classmethod
     def _parse_attributes(cls, value: Any) -> Any:
-        if value is None:
-            return {}
         if isinstance(value, str):
             try:
                 value = json.loads(value)
@@ -92,11 +80,6 @@ class Settings(BaseModel):
             raise ValueError("must not set 'reason': the agent's reason always fills it")
         return value
 
-    @field_validator("memory_store_id", "handoff_hold_message", mode="after")
-    @classmethod
-    def _none_is_empty(cls, value: str | None) -> str:
-        return value or ""
-
     @field_validator("studio_base_url", "openai_base_url", "public_base_url", mode="after")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
@@ -104,8 +87,10 @@ class Settings(BaseModel):
 
     @classmethod
     def from_mapping(cls, environ: Mapping[str, str]) -> Settings:
+        # SAM passes unset parameters as empty strings: a blank variable means "use the default".
+        present = {name: value for name, value in environ.items() if isinstance(value, str) and value.strip()}
         try:
-            return cls.model_validate(dict(environ))
+            return cls.model_validate(present)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
 

@@ -1,0 +1,126 @@
+"""API Gateway events signed like Twilio signs its webhooks (twilio's own RequestValidator)."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from agent_handoff.webhook import FormParams
+from twilio.request_validator import RequestValidator
+
+DEFAULT_HOST = "abcdef1234.execute-api.us-east-1.amazonaws.com"
+
+
+def sign(auth_token: str, url: str, params: dict[str, str] | list[tuple[str, str]]) -> str:
+    return RequestValidator(auth_token).compute_signature(url, dict(params))
+
+
+def http_api_event(
+    path: str,
+    params: dict[str, str] | list[tuple[str, str]],
+    *,
+    auth_token: str | None,
+    host: str = DEFAULT_HOST,
+    stage: str | None = None,
+    query: str = "",
+    base64_body: bool = True,
+    signature: str | None = None,
+    content_type: str = "application/x-www-form-urlencoded",
+    body: str | bytes | None = None,
+) -> dict[str, Any]:
+    """An HTTP API (payload 2.0) event. The signature covers the URL Twilio would have used."""
+    raw_path = f"/{stage}{path}" if stage else path
+    url = f"https://{host}{raw_path}" + (f"?{query}" if query else "")
+    pairs = list(params.items()) if isinstance(params, dict) else list(params)
+    raw_body = urlencode(pairs).encode() if body is None else (body.encode() if isinstance(body, str) else body)
+    headers = {"content-type": content_type, "host": host, "user-agent": "TwilioProxy/1.1"}
+    if signature is None and auth_token is not None:
+        signature = RequestValidator(auth_token).compute_signature(url, FormParams(pairs))
+    if signature is not None:
+        headers["x-twilio-signature"] = signature
+    now = time.time()
+    return {
+        "version": "2.0",
+        "routeKey": f"POST {path}",
+        "rawPath": raw_path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": host.split(".")[0],
+            "domainName": host,
+            "domainPrefix": host.split(".")[0],
+            "http": {"method": "POST", "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "54.172.60.1",
+                     "userAgent": "TwilioProxy/1.1"},
+            "requestId": uuid.uuid4().hex[:16],
+            "routeKey": f"POST {path}",
+            "stage": stage or "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "body": base64.b64encode(raw_body).decode() if base64_body else raw_body.decode("utf-8", "surrogateescape"),
+        "isBase64Encoded": base64_body,
+    }
+
+
+def rest_api_event(
+    path: str,
+    params: dict[str, str],
+    *,
+    auth_token: str,
+    host: str = DEFAULT_HOST,
+    stage: str = "Prod",
+    base64_body: bool = False,
+) -> dict[str, Any]:
+    """A REST API (payload 1.0) event: `path` without the stage, `requestContext.path` with it."""
+    url = f"https://{host}/{stage}{path}"
+    raw_body = urlencode(params).encode()
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Host": host,
+        "X-Twilio-Signature": RequestValidator(auth_token).compute_signature(url, params),
+    }
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": "POST",
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "requestContext": {"path": f"/{stage}{path}", "stage": stage, "domainName": host, "httpMethod": "POST"},
+        "body": base64.b64encode(raw_body).decode() if base64_body else raw_body.decode(),
+        "isBase64Encoded": base64_body,
+    }
+
+
+def sms_params(
+    *, account_sid: str, body: str, customer: str = "+14155550100", agent: str = "+14155550199", sid: str | None = None
+) -> dict[str, str]:
+    """The form Twilio's Messaging webhook posts (the fields that matter plus a realistic rest)."""
+    message_sid = sid or "SM" + uuid.uuid4().hex
+    return {
+        "ToCountry": "US",
+        "ToState": "CA",
+        "SmsMessageSid": message_sid,
+        "NumMedia": "0",
+        "ToCity": "",
+        "FromZip": "94105",
+        "SmsSid": message_sid,
+        "FromState": "CA",
+        "SmsStatus": "received",
+        "FromCity": "SAN FRANCISCO",
+        "Body": body,
+        "FromCountry": "US",
+        "To": agent,
+        "MessagingServiceSid": "",
+        "ToZip": "",
+        "NumSegments": "1",
+        "MessageSid": message_sid,
+        "AccountSid": account_sid,
+        "From": customer,
+        "ApiVersion": "2010-04-01",
+    }

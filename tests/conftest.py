@@ -1,0 +1,116 @@
+"""Shared fixtures: moto's AWS, the table and queue from template.yaml, a Studio recorder."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Fake credentials before any client exists; never reach a real account.
+for _key, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    "TAC_ANALYTICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}.items():
+    os.environ[_key] = _value
+os.environ.pop("AWS_PROFILE", None)
+
+from moto import mock_aws  # noqa: E402
+
+from agent_handoff import wiring  # noqa: E402
+from devtools import sample  # noqa: E402
+from devtools.studio_recorder import StudioRecorder  # noqa: E402
+from devtools.template import create_queue, create_table  # noqa: E402
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "test-function"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    log_group_name: str = "/aws/lambda/test-function"
+    log_stream_name: str = "2026/11/25/[$LATEST]abc"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 20_000
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    return LambdaContext()
+
+
+def load_handler(function_dir: str):
+    """Import a function's app.py the way Lambda does, under a unique module name."""
+    path = ROOT / "functions" / function_dir / "app.py"
+    spec = importlib.util.spec_from_file_location(f"function_{function_dir}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def studio():
+    with StudioRecorder(username=sample.ACCOUNT_SID, password=sample.AUTH_TOKEN) as recorder:
+        yield recorder
+
+
+@pytest.fixture
+def aws(monkeypatch, studio):
+    """moto's AWS with the template's table and dead-letter queue, and the functions' environment."""
+    with mock_aws():
+        import boto3
+
+        dynamodb = boto3.client("dynamodb")
+        create_table(dynamodb, "SessionsTable", sample.TABLE_NAME)
+        sqs = boto3.client("sqs")
+        queue_url = create_queue(sqs, "DispatchDeadLetterQueue", sample.DEAD_LETTER_QUEUE_NAME)
+        env = sample.environment(STUDIO_BASE_URL=studio.base_url, DEAD_LETTER_QUEUE_URL=queue_url)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        wiring.reset()
+        yield AwsHandles(dynamodb=dynamodb, sqs=sqs, queue_url=queue_url)
+        wiring.reset()
+
+
+@dataclass
+class AwsHandles:
+    dynamodb: object
+    sqs: object
+    queue_url: str
+
+    def items(self, prefix: str = "") -> list[dict]:
+        from agent_handoff.store import plain_item
+
+        pages = self.dynamodb.get_paginator("scan").paginate(TableName=sample.TABLE_NAME)
+        rows = [plain_item(item) for page in pages for item in page["Items"]]
+        return sorted((r for r in rows if r["pk"].startswith(prefix)), key=lambda r: r["pk"])
+
+    def dead_letters(self) -> list[dict]:
+        import json
+
+        messages = []
+        while True:
+            batch = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+            ).get("Messages", [])
+            if not batch:
+                return messages
+            for message in batch:
+                messages.append({"body": json.loads(message["Body"]), "attributes": message.get("MessageAttributes", {})})
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
