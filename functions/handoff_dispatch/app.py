@@ -6,7 +6,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from agent_handoff import wiring
 
 logger = Logger(service="handoff-dispatch")
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+# A Studio outage fails every record: report them all as item failures rather than erroring the invocation.
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
 def dispatch_record(record):

@@ -42,7 +42,7 @@ class StudioClient:
         timeout_seconds: float = 10.0,
         backoff_base_seconds: float = 0.5,
         transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._client = httpx.Client(
             base_url=base_url,
@@ -52,7 +52,7 @@ class StudioClient:
         )
         self._max_attempts = max_attempts
         self._backoff = backoff_base_seconds
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
 
     def start_execution(self, *, flow_sid: str, to: str, from_: str, parameters: str) -> ExecutionResult:
         """POST the execution, retrying 429, 5xx and network errors with capped exponential backoff."""
