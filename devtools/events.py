@@ -30,6 +30,8 @@ def http_api_event(
     signature: str | None = None,
     content_type: str = "application/x-www-form-urlencoded",
     body: str | bytes | None = None,
+    at: float | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """An HTTP API (payload 2.0) event. The signature covers the URL Twilio would have used."""
     raw_path = f"/{stage}{path}" if stage else path
@@ -41,7 +43,7 @@ def http_api_event(
         signature = RequestValidator(auth_token).compute_signature(url, FormParams(pairs))
     if signature is not None:
         headers["x-twilio-signature"] = signature
-    now = time.time()
+    now = time.time() if at is None else at
     return {
         "version": "2.0",
         "routeKey": f"POST {path}",
@@ -55,7 +57,7 @@ def http_api_event(
             "domainPrefix": host.split(".")[0],
             "http": {"method": "POST", "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "54.172.60.1",
                      "userAgent": "TwilioProxy/1.1"},
-            "requestId": uuid.uuid4().hex[:16],
+            "requestId": request_id or uuid.uuid4().hex[:16],
             "routeKey": f"POST {path}",
             "stage": stage or "$default",
             "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),

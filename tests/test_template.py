@@ -1,0 +1,136 @@
+"""template.yaml: lint-clean, transformable by the SAM translator, and true to the design's contracts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devtools.template import ROOT, TEMPLATE, load_template
+
+FUNCTIONS = {"InboundSmsFunction": "inbound_sms", "HandoffDispatchFunction": "handoff_dispatch"}
+PARAMETERS = {"TwilioPhoneNumber": "+14155550199", "StudioHandoffFlowSid": "FW" + "0" * 32}
+
+
+@pytest.fixture(scope="module")
+def transformed():
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    template = json.loads(json.dumps(load_template()))
+    for resource in template["Resources"].values():  # what `sam package` does to local paths
+        for key in ("CodeUri", "ContentUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = "s3://artifacts-bucket/" + key.lower()
+    return transform(template, dict(PARAMETERS), NoManagedPolicies())
+
+
+def test_cfn_lint_is_clean():
+    from cfnlint.api import ManualArgs, lint_file
+
+    # Informational rules too: a clean template has nothing to say at any level.
+    matches = lint_file(TEMPLATE, config=ManualArgs(include_checks=["I"]))
+    assert [str(m) for m in matches] == []
+
+
+def test_functions_have_the_contract_logical_ids(transformed):
+    functions = {k for k, v in transformed["Resources"].items() if v["Type"] == "AWS::Lambda::Function"}
+    assert set(FUNCTIONS) <= functions
+    for logical_id in FUNCTIONS:
+        props = transformed["Resources"][logical_id]["Properties"]
+        assert props["Runtime"] == "python3.13"
+        assert props["Architectures"] == [{"Ref": "Architecture"}]
+        assert load_template()["Parameters"]["Architecture"]["Default"] == "arm64"
+
+
+def test_sms_route_is_wired(transformed):
+    api = next(v for v in transformed["Resources"].values() if v["Type"] == "AWS::ApiGatewayV2::Api")
+    paths = api["Properties"]["Body"]["paths"]
+    assert "post" in paths["/sms"]
+    assert "InboundSmsFunction" in json.dumps(paths["/sms"])
+
+
+def test_dispatch_reads_the_outbox_with_partial_failures_and_a_dead_letter_queue(transformed):
+    mapping = next(v["Properties"] for v in transformed["Resources"].values()
+                   if v["Type"] == "AWS::Lambda::EventSourceMapping")
+    assert mapping["FunctionName"] == {"Ref": "HandoffDispatchFunction"}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["DispatchDeadLetterQueue", "Arn"]}
+    pattern = json.loads(mapping["FilterCriteria"]["Filters"][0]["Pattern"])
+    assert pattern["dynamodb"]["NewImage"]["kind"] == {"S": ["handoff"]}
+
+
+def test_table_is_durable_and_expiring():
+    table = load_template()["Resources"]["SessionsTable"]
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["DeletionProtectionEnabled"] == {"Ref": "TableDeletionProtection"}
+    assert props["StreamSpecification"]["StreamViewType"] in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")
+
+
+def test_credentials_are_never_plain_parameters_or_variables():
+    template = load_template()
+    assert not any("token" in name.lower() or "secret" in name.lower() and name != "TwilioSecretArn"
+                   for name in template["Parameters"])
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert "TWILIO_SECRET_ARN" in env
+    # Declared for `sam local invoke --env-vars` only; deployed, they stay empty.
+    assert env["TWILIO_AUTH_TOKEN"] == "" and env["TWILIO_ACCOUNT_SID"] == ""
+
+
+def test_environment_names_are_the_design_contract():
+    from agent_handoff.config import Settings
+
+    known = {info.alias for info in Settings.model_fields.values()} | {"TWILIO_SECRET_ARN", "POWERTOOLS_LOG_LEVEL",
+                                                                       "POWERTOOLS_SERVICE_NAME"}
+    template = load_template()
+    names = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for logical_id in FUNCTIONS:
+        names |= set(template["Resources"][logical_id]["Properties"].get("Environment", {}).get("Variables", {}))
+    assert names <= known, names - known
+
+
+def test_outputs_give_every_webhook_url():
+    outputs = load_template()["Outputs"]
+    assert outputs["SmsWebhookUrl"]["Value"]["Fn::Sub"].endswith("/sms")
+
+
+def _make(directory: Path, target: str, artifacts: Path, **env: str) -> None:
+    subprocess.run(["make", "-s", target, f"ARTIFACTS_DIR={artifacts}"], cwd=directory, check=True,
+                   env={**os.environ, **env}, capture_output=True)
+
+
+def test_function_builds_hold_only_their_handler(tmp_path):
+    for logical_id, folder in FUNCTIONS.items():
+        out = tmp_path / logical_id
+        _make(ROOT / "functions", f"build-{logical_id}", out)
+        assert sorted(p.name for p in out.iterdir()) == ["app.py"]
+        assert (out / "app.py").read_bytes() == (ROOT / "functions" / folder / "app.py").read_bytes()
+
+
+def test_core_layer_build(tmp_path):
+    _make(ROOT / "layers" / "core", "build-CoreLayer", tmp_path)
+    assert (tmp_path / "python" / "agent_handoff" / "sms.py").is_file()
+    assert not list(tmp_path.rglob("__pycache__"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is a documented prerequisite")
+def test_dependencies_layer_builds_for_arm64_without_python_313(tmp_path):
+    _make(ROOT / "layers" / "dependencies", "build-DependenciesLayer", tmp_path, PYTHON=sys.executable)
+    site = tmp_path / "python"
+    assert (site / "twilio").is_dir() and (site / "httpx").is_dir() and (site / "aws_lambda_powertools").is_dir()
+    cores = list((site / "pydantic_core").glob("_pydantic_core*.so"))
+    assert cores and all("aarch64" in core.name and "313" in core.name for core in cores), cores
+    assert not (site / "boto3").exists()  # the Lambda runtime provides it
