@@ -8,8 +8,9 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-from agent_handoff.webhook import FormParams
 from twilio.request_validator import RequestValidator
+
+from agent_handoff.webhook import FormParams
 
 DEFAULT_HOST = "abcdef1234.execute-api.us-east-1.amazonaws.com"
 
@@ -55,8 +56,13 @@ def http_api_event(
             "apiId": host.split(".")[0],
             "domainName": host,
             "domainPrefix": host.split(".")[0],
-            "http": {"method": "POST", "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "54.172.60.1",
-                     "userAgent": "TwilioProxy/1.1"},
+            "http": {
+                "method": "POST",
+                "path": raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "54.172.60.1",
+                "userAgent": "TwilioProxy/1.1",
+            },
             "requestId": request_id or uuid.uuid4().hex[:16],
             "routeKey": f"POST {path}",
             "stage": stage or "$default",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from devtools import sample
@@ -24,13 +23,18 @@ HANDOFF_PAYLOAD = {
     "conversationId": "conv_0b1c0b1c0b1c0b1c0b1c0b1c0b1c0b1c",
     "storeId": "",
     "profileId": "",
-    "attributes": {"department": "support", "priority": "normal", "reason": "The customer asked to speak with a human agent."},
+    "attributes": {
+        "department": "support",
+        "priority": "normal",
+        "reason": "The customer asked to speak with a human agent.",
+    },
 }
 
 
 def _sms(body: str, sid: str) -> dict[str, Any]:
-    params = sms_params(account_sid=sample.ACCOUNT_SID, body=body, customer=sample.CUSTOMER_NUMBER,
-                        agent=sample.AGENT_NUMBER, sid=sid)
+    params = sms_params(
+        account_sid=sample.ACCOUNT_SID, body=body, customer=sample.CUSTOMER_NUMBER, agent=sample.AGENT_NUMBER, sid=sid
+    )
     return http_api_event("/sms", params, auth_token=sample.AUTH_TOKEN, at=FIXED_TIME, request_id="sample-" + sid[-8:])
 
 

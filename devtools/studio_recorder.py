@@ -52,13 +52,13 @@ class StudioRecorder:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 recorder._handle_post(self)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 recorder._handle_get(self)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer((host, port), Handler)
@@ -102,8 +102,14 @@ class StudioRecorder:
 
     def _handle_get(self, handler: BaseHTTPRequestHandler) -> None:
         rows = [
-            {"flow": r.flow_sid, "to": r.to, "from": r.from_, "status": r.status, "sid": r.sid,
-             "parameters": json.loads(r.parameters) if r.parameters.startswith("{") else r.parameters}
+            {
+                "flow": r.flow_sid,
+                "to": r.to,
+                "from": r.from_,
+                "status": r.status,
+                "sid": r.sid,
+                "parameters": json.loads(r.parameters) if r.parameters.startswith("{") else r.parameters,
+            }
             for r in self.requests
         ]
         self._send(handler, 200, {"executions": rows})
@@ -121,19 +127,25 @@ class StudioRecorder:
             fault = self.faults.pop(0) if self.faults else None
         if fault is not None:
             time.sleep(fault.delay)
-            record = RecordedExecution(flow_sid, form.get("To", ""), form.get("From", ""), form.get("Parameters", ""),
-                                       username, fault.status)
+            record = RecordedExecution(
+                flow_sid, form.get("To", ""), form.get("From", ""), form.get("Parameters", ""), username, fault.status
+            )
             with self._lock:
                 self.requests.append(record)
-            self._send(handler, fault.status, fault.body or {"status": fault.status, "message": "scripted fault"},
-                       fault.headers)
+            self._send(
+                handler,
+                fault.status,
+                fault.body or {"status": fault.status, "message": "scripted fault"},
+                fault.headers,
+            )
             return
         status, body = self._execute(flow_sid, form, username, password)
         self._send(handler, status, body)
 
     def _execute(self, flow_sid: str, form: dict[str, str], username: str, password: str) -> tuple[int, dict]:
-        record = RecordedExecution(flow_sid, form.get("To", ""), form.get("From", ""), form.get("Parameters", ""),
-                                   username, 0)
+        record = RecordedExecution(
+            flow_sid, form.get("To", ""), form.get("From", ""), form.get("Parameters", ""), username, 0
+        )
         with self._lock:
             self.requests.append(record)
             if (username, password) != (self.username, self.password):
@@ -150,8 +162,11 @@ class StudioRecorder:
             key = (flow_sid, record.to)
             if key in self.active:
                 record.status = 409
-                return 409, {"code": 20409, "status": 409,
-                             "message": f"Execution {self.active[key]} is already active for this contact"}
+                return 409, {
+                    "code": 20409,
+                    "status": 409,
+                    "message": f"Execution {self.active[key]} is already active for this contact",
+                }
             record.status, record.sid = 201, "FN" + uuid.uuid4().hex
             self.active[key] = record.sid
         return 201, {

@@ -112,5 +112,7 @@ class AwsHandles:
             if not batch:
                 return messages
             for message in batch:
-                messages.append({"body": json.loads(message["Body"]), "attributes": message.get("MessageAttributes", {})})
+                messages.append(
+                    {"body": json.loads(message["Body"]), "attributes": message.get("MessageAttributes", {})}
+                )
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -92,7 +92,11 @@ def test_plain_answer():
     assert outcome.reply == "We open at 8." and not outcome.handed_off and reasons == []
     system, messages, tools = provider.seen[0]
     assert "handoff" in system and [t.name for t in tools] == ["handoff"]
-    assert [(m.role, m.text) for m in messages] == [("user", "hi"), ("assistant", "hello"), ("user", "when do you open?")]
+    assert [(m.role, m.text) for m in messages] == [
+        ("user", "hi"),
+        ("assistant", "hello"),
+        ("user", "when do you open?"),
+    ]
 
 
 def test_llm_tool_call_hands_off_and_the_model_hears_the_real_result():
@@ -114,8 +118,9 @@ def test_failed_handoff_is_never_claimed():
         Completion(text="", tool_calls=(ToolCall("c", "handoff", {"reason": "x"}),)), Completion(text="")
     )
     agent = Agent(provider, channel="SMS", handoff_reply=REPLY)
-    outcome = agent.take_turn([], "help", unresolved_attempts=0,
-                              on_handoff=lambda r: tool_result("SMS", error="Studio unreachable"))
+    outcome = agent.take_turn(
+        [], "help", unresolved_attempts=0, on_handoff=lambda r: tool_result("SMS", error="Studio unreachable")
+    )
     assert not outcome.handed_off and "try again" in outcome.reply
     assert provider.seen[1][1][-1].tool_result["status"] == "handoff_failed"
 
@@ -154,9 +159,15 @@ def test_rules_provider_falls_back_then_escalates():
 
 # -- OpenAI-compatible provider, faked at httpx's transport --------------------------------
 
+
 def openai_provider(handler, timeout=5.0):
-    return OpenAIChatProvider(base_url="https://llm.test/v1", model="m", api_key="sk-test",
-                              timeout_seconds=timeout, transport=httpx.MockTransport(handler))
+    return OpenAIChatProvider(
+        base_url="https://llm.test/v1",
+        model="m",
+        api_key="sk-test",
+        timeout_seconds=timeout,
+        transport=httpx.MockTransport(handler),
+    )
 
 
 def test_openai_request_and_tool_call_parsing():
@@ -164,12 +175,30 @@ def test_openai_request_and_tool_call_parsing():
 
     def handler(request):
         sent.append(request)
-        return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_9", "type": "function", "function": {"name": "handoff", "arguments": '{"reason": "angry"}'}}
-        ]}}]})
+        return httpx.Response(
+            200,
+            json={
+                "choices": [
+                    {
+                        "message": {
+                            "role": "assistant",
+                            "content": None,
+                            "tool_calls": [
+                                {
+                                    "id": "call_9",
+                                    "type": "function",
+                                    "function": {"name": "handoff", "arguments": '{"reason": "angry"}'},
+                                }
+                            ],
+                        }
+                    }
+                ]
+            },
+        )
 
     completion = openai_provider(handler).complete(
-        "sys", [ChatMessage("user", "hi"), ChatMessage.tool(ToolCall("call_0", "handoff", {}), {"status": "x"})],
+        "sys",
+        [ChatMessage("user", "hi"), ChatMessage.tool(ToolCall("call_0", "handoff", {}), {"status": "x"})],
         [HANDOFF_TOOL],
     )
     assert completion.tool_calls == (ToolCall("call_9", "handoff", {"reason": "angry"}),)
@@ -185,16 +214,32 @@ def test_openai_request_and_tool_call_parsing():
 
 def test_openai_malformed_arguments_are_flagged_not_crashed():
     def handler(request):
-        return httpx.Response(200, json={"choices": [{"message": {"content": "", "tool_calls": [
-            {"id": "c", "function": {"name": "handoff", "arguments": "{reason: oops"}}]}}]})
+        return httpx.Response(
+            200,
+            json={
+                "choices": [
+                    {
+                        "message": {
+                            "content": "",
+                            "tool_calls": [{"id": "c", "function": {"name": "handoff", "arguments": "{reason: oops"}}],
+                        }
+                    }
+                ]
+            },
+        )
 
     assert openai_provider(handler).complete("s", [ChatMessage("user", "x")], []).tool_calls[0].arguments is None
 
 
 @pytest.mark.parametrize(
     "response",
-    [httpx.Response(500, text="boom"), httpx.Response(429, json={}), httpx.Response(200, text="not json"),
-     httpx.Response(200, json={"choices": []}), httpx.Response(200, json={"choices": [{"message": "text"}]})],
+    [
+        httpx.Response(500, text="boom"),
+        httpx.Response(429, json={}),
+        httpx.Response(200, text="not json"),
+        httpx.Response(200, json={"choices": []}),
+        httpx.Response(200, json={"choices": [{"message": "text"}]}),
+    ],
     ids=["500", "429", "not-json", "no-choices", "bad-message"],
 )
 def test_openai_bad_answers_raise_provider_error(response):
@@ -212,13 +257,14 @@ def test_openai_timeout_raises_provider_error():
 
 # -- Bedrock Converse, against a loopback server that speaks its JSON ----------------------
 
+
 class ConverseServer:
     def __init__(self, answers):
         self.answers, self.requests = list(answers), []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 server.requests.append((self.path, dict(self.headers), json.loads(body)))
                 status, answer = server.answers.pop(0)
@@ -260,13 +306,29 @@ def converse(monkeypatch):
 
 
 def test_bedrock_converse_tool_use(converse):
-    server, provider = converse((200, {"output": {"message": {"role": "assistant", "content": [
-        {"text": "Let me get someone."},
-        {"toolUse": {"toolUseId": "tu1", "name": "handoff", "input": {"reason": "billing"}}}]}},
-        "stopReason": "tool_use", "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}, "metrics": {"latencyMs": 1}}))
+    server, provider = converse(
+        (
+            200,
+            {
+                "output": {
+                    "message": {
+                        "role": "assistant",
+                        "content": [
+                            {"text": "Let me get someone."},
+                            {"toolUse": {"toolUseId": "tu1", "name": "handoff", "input": {"reason": "billing"}}},
+                        ],
+                    }
+                },
+                "stopReason": "tool_use",
+                "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
+                "metrics": {"latencyMs": 1},
+            },
+        )
+    )
 
-    completion = provider.complete("sys", [ChatMessage("assistant", "hello"), ChatMessage("user", "a"),
-                                           ChatMessage("user", "b")], [HANDOFF_TOOL])
+    completion = provider.complete(
+        "sys", [ChatMessage("assistant", "hello"), ChatMessage("user", "a"), ChatMessage("user", "b")], [HANDOFF_TOOL]
+    )
 
     assert completion.text == "Let me get someone."
     assert completion.tool_calls == (ToolCall("tu1", "handoff", {"reason": "billing"}),)

@@ -57,7 +57,9 @@ def test_require_lists_every_missing_variable():
 
 
 def test_api_key_wins_for_rest_calls():
-    settings = Settings.from_mapping(sample.environment(TWILIO_API_KEY="SK" + "2" * 32, TWILIO_API_SECRET="secretvalue"))
+    settings = Settings.from_mapping(
+        sample.environment(TWILIO_API_KEY="SK" + "2" * 32, TWILIO_API_SECRET="secretvalue")
+    )
     assert settings.rest_credentials == ("SK" + "2" * 32, "secretvalue")
 
 
@@ -67,9 +69,14 @@ def secret_env(monkeypatch):
         import boto3
 
         arn = boto3.client("secretsmanager").create_secret(
-            Name="twilio", SecretString=json.dumps({"TWILIO_ACCOUNT_SID": sample.ACCOUNT_SID,
-                                                    "TWILIO_AUTH_TOKEN": "token_from_the_secret_0001",
-                                                    "OPENAI_API_KEY": "sk-from-secret"})
+            Name="twilio",
+            SecretString=json.dumps(
+                {
+                    "TWILIO_ACCOUNT_SID": sample.ACCOUNT_SID,
+                    "TWILIO_AUTH_TOKEN": "token_from_the_secret_0001",
+                    "OPENAI_API_KEY": "sk-from-secret",
+                }
+            ),
         )["ARN"]
         for key in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "OPENAI_API_KEY"):
             monkeypatch.delenv(key, raising=False)

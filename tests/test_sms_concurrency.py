@@ -83,8 +83,9 @@ def test_duplicate_gives_up_quietly_when_the_first_never_finishes(aws):
 
     wiring.session_store().claim_message("SM" + "5" * 32, now=int(time.time()), lease_seconds=30)
     clock = iter(x * 0.5 for x in range(10_000))
-    waiting = SmsService(wiring.session_store(), service._agent, service._policy,
-                         clock=lambda: 1_000 + next(clock), sleep=lambda s: None)
+    waiting = SmsService(
+        wiring.session_store(), service._agent, service._policy, clock=lambda: 1_000 + next(clock), sleep=lambda s: None
+    )
 
     reply = waiting.handle(message("hi", "SM" + "5" * 32))
 

@@ -90,8 +90,11 @@ def test_request_for_a_human_is_recorded_before_the_reply(aws, lambda_context, p
         "conversationId": conversation["conversationId"],
         "storeId": "",
         "profileId": "",
-        "attributes": {"department": "support", "priority": "normal",
-                       "reason": "The customer asked to speak with a human agent."},
+        "attributes": {
+            "department": "support",
+            "priority": "normal",
+            "reason": "The customer asked to speak with a human agent.",
+        },
     }
 
 
@@ -195,8 +198,11 @@ def test_reply_is_escaped_twiml(aws, lambda_context, monkeypatch):
 
 # -- bad input: a clear 4xx and no change of state ----------------------------------------
 
+
 def _signed(text="hi", **kw):
-    return http_api_event("/sms", sms_params(account_sid=sample.ACCOUNT_SID, body=text), auth_token=sample.AUTH_TOKEN, **kw)
+    return http_api_event(
+        "/sms", sms_params(account_sid=sample.ACCOUNT_SID, body=text), auth_token=sample.AUTH_TOKEN, **kw
+    )
 
 
 def _other_account():
@@ -218,14 +224,22 @@ def _missing_sid():
 
 
 BAD_REQUESTS = {
-    "no signature": (lambda: http_api_event("/sms", sms_params(account_sid=sample.ACCOUNT_SID, body="hi"),
-                                            auth_token=None), 403),
-    "signed with another token": (lambda: http_api_event(
-        "/sms", sms_params(account_sid=sample.ACCOUNT_SID, body="hi"), auth_token="another_token_0123456789"), 403),
+    "no signature": (
+        lambda: http_api_event("/sms", sms_params(account_sid=sample.ACCOUNT_SID, body="hi"), auth_token=None),
+        403,
+    ),
+    "signed with another token": (
+        lambda: http_api_event(
+            "/sms", sms_params(account_sid=sample.ACCOUNT_SID, body="hi"), auth_token="another_token_0123456789"
+        ),
+        403,
+    ),
     "tampered body": (_tampered, 403),
     "another account": (_other_account, 403),
-    "signed for another host": (lambda: {**_signed(), "headers": {**_signed()["headers"], "host": "evil.example.com"}},
-                                403),
+    "signed for another host": (
+        lambda: {**_signed(), "headers": {**_signed()["headers"], "host": "evil.example.com"}},
+        403,
+    ),
     "json body": (lambda: _signed(content_type="application/json", body='{"Body":"hi"}'), 400),
     "not base64": (lambda: {**_signed(), "body": "%%%not-base64%%%"}, 400),
     "invalid utf-8": (lambda: _signed(body=b"Body=\xff\xfe&From=%2B1"), 400),

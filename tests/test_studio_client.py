@@ -10,13 +10,15 @@ from devtools.studio_recorder import ScriptedFault
 
 
 def client(studio, *, sleeps, **kw):
-    return StudioClient(base_url=studio.base_url, credentials=(sample.ACCOUNT_SID, sample.AUTH_TOKEN),
-                        sleep=sleeps.append, **kw)
+    return StudioClient(
+        base_url=studio.base_url, credentials=(sample.ACCOUNT_SID, sample.AUTH_TOKEN), sleep=sleeps.append, **kw
+    )
 
 
 def start(c):
-    return c.start_execution(flow_sid=sample.FLOW_SID, to="+14155550100", from_=sample.AGENT_NUMBER,
-                             parameters='{"HandoffData":{}}')
+    return c.start_execution(
+        flow_sid=sample.FLOW_SID, to="+14155550100", from_=sample.AGENT_NUMBER, parameters='{"HandoffData":{}}'
+    )
 
 
 def test_timeout_is_retried_and_the_repeat_meets_409(studio):
@@ -33,7 +35,9 @@ def test_timeout_is_retried_and_the_repeat_meets_409(studio):
 
 def test_retry_after_is_honoured_and_capped(studio):
     sleeps = []
-    studio.fail_next(ScriptedFault(429, headers={"Retry-After": "2"}), ScriptedFault(429, headers={"Retry-After": "999"}))
+    studio.fail_next(
+        ScriptedFault(429, headers={"Retry-After": "2"}), ScriptedFault(429, headers={"Retry-After": "999"})
+    )
 
     assert start(client(studio, sleeps=sleeps)).kind == "created"
     assert 1.6 <= sleeps[0] <= 2.4 and sleeps[1] <= 12.0

@@ -7,13 +7,15 @@ import os
 
 os.environ.setdefault("TAC_ANALYTICS_DISABLED", "true")
 
-from tac.models.handoff import HandoffPayload as TacHandoffPayload  # noqa: E402
-from tac.tools.handoff import DEFAULT_HANDOFF_TOOL_NAME  # noqa: E402
+from tac.models.handoff import HandoffPayload as TacHandoffPayload
+from tac.tools.handoff import DEFAULT_HANDOFF_TOOL_NAME
 
-from agent_handoff.handoff import HANDOFF_TOOL_NAME, HANDOFF_TOOL_PARAMETERS, build_payload, tool_result  # noqa: E402
+from agent_handoff.handoff import HANDOFF_TOOL_NAME, HANDOFF_TOOL_PARAMETERS, build_payload, tool_result
 
 PAYLOAD = build_payload(
-    conversation_id="conv_123", reason="Billing dispute", routing_attributes={"department": "billing", "priority": "high"}
+    conversation_id="conv_123",
+    reason="Billing dispute",
+    routing_attributes={"department": "billing", "priority": "high"},
 )
 
 

@@ -59,12 +59,15 @@ def test_sms_route_is_wired(transformed):
 
 
 def test_dispatch_reads_the_outbox_with_partial_failures_and_a_dead_letter_queue(transformed):
-    mapping = next(v["Properties"] for v in transformed["Resources"].values()
-                   if v["Type"] == "AWS::Lambda::EventSourceMapping")
+    mapping = next(
+        v["Properties"] for v in transformed["Resources"].values() if v["Type"] == "AWS::Lambda::EventSourceMapping"
+    )
     assert mapping["FunctionName"] == {"Ref": "HandoffDispatchFunction"}
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BisectBatchOnFunctionError"] is True
-    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["DispatchDeadLetterQueue", "Arn"]}
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["DispatchDeadLetterQueue", "Arn"]
+    }
     pattern = json.loads(mapping["FilterCriteria"]["Filters"][0]["Pattern"])
     assert pattern["dynamodb"]["NewImage"]["kind"] == {"S": ["handoff"]}
 
@@ -81,8 +84,10 @@ def test_table_is_durable_and_expiring():
 
 def test_credentials_are_never_plain_parameters_or_variables():
     template = load_template()
-    assert not any("token" in name.lower() or "secret" in name.lower() and name != "TwilioSecretArn"
-                   for name in template["Parameters"])
+    assert not any(
+        "token" in name.lower() or ("secret" in name.lower() and name != "TwilioSecretArn")
+        for name in template["Parameters"]
+    )
     env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert "TWILIO_SECRET_ARN" in env
     # Declared for `sam local invoke --env-vars` only; deployed, they stay empty.
@@ -92,8 +97,11 @@ def test_credentials_are_never_plain_parameters_or_variables():
 def test_environment_names_are_the_design_contract():
     from agent_handoff.config import Settings
 
-    known = {info.alias for info in Settings.model_fields.values()} | {"TWILIO_SECRET_ARN", "POWERTOOLS_LOG_LEVEL",
-                                                                       "POWERTOOLS_SERVICE_NAME"}
+    known = {info.alias for info in Settings.model_fields.values()} | {
+        "TWILIO_SECRET_ARN",
+        "POWERTOOLS_LOG_LEVEL",
+        "POWERTOOLS_SERVICE_NAME",
+    }
     template = load_template()
     names = set(template["Globals"]["Function"]["Environment"]["Variables"])
     for logical_id in FUNCTIONS:
@@ -107,8 +115,13 @@ def test_outputs_give_every_webhook_url():
 
 
 def _make(directory: Path, target: str, artifacts: Path, **env: str) -> None:
-    subprocess.run(["make", "-s", target, f"ARTIFACTS_DIR={artifacts}"], cwd=directory, check=True,
-                   env={**os.environ, **env}, capture_output=True)
+    subprocess.run(
+        ["make", "-s", target, f"ARTIFACTS_DIR={artifacts}"],
+        cwd=directory,
+        check=True,
+        env={**os.environ, **env},
+        capture_output=True,
+    )
 
 
 def test_function_builds_hold_only_their_handler(tmp_path):

@@ -89,8 +89,14 @@ REFUSED = {
     "extra parameter": (_extra_param, 403),
     "other path": (lambda: {**http_api_event("/sms", PARAMS, auth_token=TOKEN), "rawPath": "/voice"}, 403),
     "query string added": (lambda: {**http_api_event("/sms", PARAMS, auth_token=TOKEN), "rawQueryString": "a=1"}, 403),
-    "no host": (lambda: {**http_api_event("/sms", PARAMS, auth_token=TOKEN), "headers": {
-        "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": "x"}, "requestContext": {}}, 400),
+    "no host": (
+        lambda: {
+            **http_api_event("/sms", PARAMS, auth_token=TOKEN),
+            "headers": {"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": "x"},
+            "requestContext": {},
+        },
+        400,
+    ),
     "json": (lambda: http_api_event("/sms", PARAMS, auth_token=TOKEN, content_type="application/json"), 400),
     "no content type": (lambda: http_api_event("/sms", PARAMS, auth_token=TOKEN, content_type=""), 400),
     "bad base64": (lambda: {**http_api_event("/sms", PARAMS, auth_token=TOKEN), "body": "@@@"}, 400),
@@ -98,8 +104,10 @@ REFUSED = {
     "invalid utf-8 escaped": (lambda: http_api_event("/sms", PARAMS, auth_token=TOKEN, body="Body=%C3%28"), 400),
     "not a form": (lambda: http_api_event("/sms", PARAMS, auth_token=TOKEN, body="just text"), 400),
     "too large": (lambda: http_api_event("/sms", PARAMS, auth_token=TOKEN, body="Body=" + "x" * 33_000), 413),
-    "too many fields": (lambda: http_api_event("/sms", PARAMS, auth_token=TOKEN, body="&".join(
-        f"f{i}=1" for i in range(300))), 413),
+    "too many fields": (
+        lambda: http_api_event("/sms", PARAMS, auth_token=TOKEN, body="&".join(f"f{i}=1" for i in range(300))),
+        413,
+    ),
 }
 
 
@@ -134,8 +142,11 @@ def test_rebuilt_url_is_the_one_twilio_signed(segments, stage, query):
 
 
 @settings(max_examples=200, deadline=None)
-@given(pairs=st.lists(st.tuples(st.text(min_size=1, max_size=20).filter(lambda s: "\x00" not in s), field_text),
-                      max_size=12))
+@given(
+    pairs=st.lists(
+        st.tuples(st.text(min_size=1, max_size=20).filter(lambda s: "\x00" not in s), field_text), max_size=12
+    )
+)
 def test_form_round_trips_any_unicode(pairs):
     pairs = [(k, v) for k, v in pairs if all(0xD800 > ord(c) or ord(c) > 0xDFFF for c in k + v)]
     event = http_api_event("/sms", pairs, auth_token=TOKEN)

@@ -17,7 +17,9 @@ def dispatch_record(record):
         logger.warning("stream record without handoffId ignored", extra={"event_id": record.event_id})
         return None
     outcome = wiring.dispatcher().dispatch(handoff_id)
-    logger.info("handoff dispatched", extra={"handoff_id": handoff_id, "status": outcome.status, "outcome": outcome.outcome})
+    logger.info(
+        "handoff dispatched", extra={"handoff_id": handoff_id, "status": outcome.status, "outcome": outcome.outcome}
+    )
     return outcome.status
 
 

@@ -16,7 +16,9 @@ logger = Logger(service="inbound-sms")
 def handler(event, context):
     try:
         settings = wiring.settings().require("TWILIO_AUTH_TOKEN", "SESSIONS_TABLE_NAME")
-        request = verified_request(event, auth_token=settings.twilio_auth_token, public_base_url=settings.public_base_url)
+        request = verified_request(
+            event, auth_token=settings.twilio_auth_token, public_base_url=settings.public_base_url
+        )
         require_account(request.params, settings.twilio_account_sid)
         require_fields(request.params, "MessageSid", "From", "To")
     except WebhookRejected as exc:
@@ -29,7 +31,10 @@ def handler(event, context):
     params = request.params
     logger.append_keys(message_sid=params["MessageSid"], customer=mask_phone(params["From"]))
     message = InboundSms(
-        message_sid=params["MessageSid"], customer=params["From"], agent_number=params["To"], body=params.get("Body", "")
+        message_sid=params["MessageSid"],
+        customer=params["From"],
+        agent_number=params["To"],
+        body=params.get("Body", ""),
     )
     try:
         reply = wiring.sms_service().handle(message)

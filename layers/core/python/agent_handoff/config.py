@@ -27,7 +27,9 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(populate_by_name=False, extra="ignore", frozen=True)
 
-    twilio_account_sid: str | None = Field(None, alias="TWILIO_ACCOUNT_SID", pattern=_SID_PATTERNS["TWILIO_ACCOUNT_SID"])
+    twilio_account_sid: str | None = Field(
+        None, alias="TWILIO_ACCOUNT_SID", pattern=_SID_PATTERNS["TWILIO_ACCOUNT_SID"]
+    )
     twilio_auth_token: str | None = Field(None, alias="TWILIO_AUTH_TOKEN", min_length=16)
     twilio_api_key: str | None = Field(None, alias="TWILIO_API_KEY", pattern=r"^SK[0-9a-fA-F]{32}$")
     twilio_api_secret: str | None = Field(None, alias="TWILIO_API_SECRET", min_length=8)
@@ -73,7 +75,7 @@ class Settings(BaseModel):
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"must be a JSON object, e.g. {{\"department\":\"support\"}} ({exc.msg})") from None
+                raise ValueError(f'must be a JSON object, e.g. {{"department":"support"}} ({exc.msg})') from None
         if not isinstance(value, dict):
             raise ValueError("must be a JSON object, not " + type(value).__name__)
         if "reason" in value:

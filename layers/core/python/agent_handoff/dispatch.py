@@ -81,7 +81,12 @@ class HandoffDispatcher:
         hid = record.handoff_id
         if result.kind in ("created", "already_active"):
             self._store.finish_handoff(
-                hid, status="delivered", outcome=result.kind, execution_sid=result.execution_sid, error=result.detail, now=now
+                hid,
+                status="delivered",
+                outcome=result.kind,
+                execution_sid=result.execution_sid,
+                error=result.detail,
+                now=now,
             )
             log.info("handoff %s delivered to %s (%s)", hid, mask_phone(record.to), result.kind)
             return DispatchOutcome(hid, "delivered", result.kind, result.execution_sid)

@@ -13,7 +13,11 @@ def twiml(body: str) -> dict[str, Any]:
 
 def rejection(exc: WebhookRejected) -> dict[str, Any]:
     """A refusal that says what is wrong and reveals nothing else."""
-    return {"statusCode": exc.status, "headers": {"Content-Type": "text/plain; charset=utf-8"}, "body": exc.reason + "\n"}
+    return {
+        "statusCode": exc.status,
+        "headers": {"Content-Type": "text/plain; charset=utf-8"},
+        "body": exc.reason + "\n",
+    }
 
 
 def server_error(message: str = "temporarily unable to process this webhook") -> dict[str, Any]:

@@ -119,7 +119,9 @@ class SmsService:
             return reply
         raise AssertionError("unreachable")
 
-    def _turn(self, conversation: Conversation, message: InboundSms, token: str, now: int) -> tuple[TurnCommit, SmsReply]:
+    def _turn(
+        self, conversation: Conversation, message: InboundSms, token: str, now: int
+    ) -> tuple[TurnCommit, SmsReply]:
         limit = self._policy.history_limit
         if conversation.hold is not None:
             held = conversation.with_turns(Turn("user", message.body), limit=limit)

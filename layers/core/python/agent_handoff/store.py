@@ -48,7 +48,7 @@ def _n(value: int) -> dict[str, str]:
 
 
 def _plain(attr: Mapping[str, Any]) -> Any:
-    (kind, value), = attr.items()
+    ((kind, value),) = attr.items()
     if kind == "S":
         return value
     if kind == "N":
@@ -167,7 +167,9 @@ class SessionStore:
         except _TransactionCancelled as exc:
             reasons = exc.reasons
             if reasons and reasons[0] == "ConditionalCheckFailed":
-                raise ConcurrentUpdate(f"conversation {conversation.key} changed since version {stored_version}") from None
+                raise ConcurrentUpdate(
+                    f"conversation {conversation.key} changed since version {stored_version}"
+                ) from None
             raise StoreError(f"turn not committed: {', '.join(r or 'None' for r in reasons)}") from None
         return replace(conversation, version=stored_version + 1)
 
@@ -293,7 +295,11 @@ class SessionStore:
                 UpdateExpression="SET #status = :pending, lastError = :error REMOVE leaseUntil",
                 ConditionExpression="#status = :dispatching",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":pending": _s("pending"), ":dispatching": _s("dispatching"), ":error": _s(error)},
+                ExpressionAttributeValues={
+                    ":pending": _s("pending"),
+                    ":dispatching": _s("dispatching"),
+                    ":error": _s(error),
+                },
             )
         except ConcurrentUpdate:
             pass
@@ -318,7 +324,9 @@ class SessionStore:
                 raise _TransactionCancelled(reasons) from None
             if code:
                 raise StoreError(f"DynamoDB {operation} failed: {code}") from exc
-            if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.startswith(("botocore", "urllib3")):
+            if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.startswith(
+                ("botocore", "urllib3")
+            ):
                 raise StoreError(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
             raise
 

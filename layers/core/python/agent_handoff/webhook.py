@@ -120,7 +120,11 @@ def read_form(event: Mapping[str, Any], *, max_body_bytes: int = MAX_BODY_BYTES)
         raise WebhookRejected(400, "body is not valid UTF-8") from None
     try:
         pairs = parse_qsl(
-            text, keep_blank_values=True, strict_parsing=bool(text), encoding="utf-8", errors="strict",
+            text,
+            keep_blank_values=True,
+            strict_parsing=bool(text),
+            encoding="utf-8",
+            errors="strict",
             max_num_fields=MAX_FIELDS,
         )
     except UnicodeDecodeError:

@@ -6,9 +6,8 @@ keeps it for the warm invocations that follow. `reset()` forgets everything (tes
 
 from __future__ import annotations
 
-import json
 import os
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from .config import Settings
@@ -41,7 +40,7 @@ def _read_secret(secret_arn: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items() if v not in (None, "")}
 
 
-@lru_cache(maxsize=None)
+@cache
 def aws_client(service: str) -> Any:
     import boto3
     from botocore.config import Config
@@ -79,7 +78,9 @@ def chat_provider(current: Settings) -> Any:
         config = Config(
             connect_timeout=3, read_timeout=current.llm_timeout_seconds, retries={"mode": "standard", "max_attempts": 1}
         )
-        return BedrockConverseProvider(client=boto3.client("bedrock-runtime", config=config), model_id=current.bedrock_model_id)
+        return BedrockConverseProvider(
+            client=boto3.client("bedrock-runtime", config=config), model_id=current.bedrock_model_id
+        )
     from .agent.rules import RulesProvider
 
     return RulesProvider()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import ProviderError
 from .messages import ChatMessage, Completion, ToolCall, ToolSpec
@@ -73,7 +74,13 @@ def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
     if message.role == "tool":
         status = "error" if message.tool_result.get("status") == "handoff_failed" else "success"
         return [
-            {"toolResult": {"toolUseId": message.tool_call_id, "content": [{"json": message.tool_result}], "status": status}}
+            {
+                "toolResult": {
+                    "toolUseId": message.tool_call_id,
+                    "content": [{"json": message.tool_result}],
+                    "status": status,
+                }
+            }
         ]
     blocks: list[dict[str, Any]] = [{"text": message.text}] if message.text else []
     blocks += [{"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.arguments or {}}} for c in message.tool_calls]

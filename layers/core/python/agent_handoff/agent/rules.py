@@ -8,14 +8,17 @@ the tool's real result.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from .messages import ChatMessage, Completion, ToolSpec
 
 _ANSWERS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), answer)
     for pattern, answer in (
-        (r"\b(hours?|open|close|closing|opening)\b", "We're open Monday to Friday, 8am to 6pm, and Saturday 9am to 1pm."),
+        (
+            r"\b(hours?|open|close|closing|opening)\b",
+            "We're open Monday to Friday, 8am to 6pm, and Saturday 9am to 1pm.",
+        ),
         (
             r"\b(order|track\w*|deliver\w*|shipping|package|parcel)\b",
             "You can track an order with the link in your confirmation email. "
@@ -26,13 +29,21 @@ _ANSWERS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             "You can reset your password from the sign-in page with 'Forgot password'. "
             "The reset link is valid for 30 minutes.",
         ),
-        (r"\b(price|pricing|cost|plan|plans)\b", "Our plans start at $10 a month; every plan includes a 14-day free trial."),
+        (
+            r"\b(price|pricing|cost|plan|plans)\b",
+            "Our plans start at $10 a month; every plan includes a 14-day free trial.",
+        ),
         (r"\b(thanks|thank\s+you|thx|cheers)\b", "You're welcome! Is there anything else I can help with?"),
-        (r"^\s*(hi|hello|hey|good\s+(morning|afternoon|evening))\b", "Hi! I'm the virtual assistant. How can I help you today?"),
+        (
+            r"^\s*(hi|hello|hey|good\s+(morning|afternoon|evening))\b",
+            "Hi! I'm the virtual assistant. How can I help you today?",
+        ),
     )
 )
 FALLBACK = "I'm sorry, I can't help with that yet. Could you tell me a bit more about what you need?"
-AFTER_HANDOFF = "Thanks for your patience. I've passed this on to our team, and a person will follow up with you shortly."
+AFTER_HANDOFF = (
+    "Thanks for your patience. I've passed this on to our team, and a person will follow up with you shortly."
+)
 HANDOFF_FAILED = "I'm sorry, I couldn't reach our team just now. Please try again in a few minutes."
 
 

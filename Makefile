@@ -1,0 +1,54 @@
+# Everything a developer runs, with only Python 3.11+, pip and make installed.
+#   make demo    set up, then talk to the agent over SMS on an in-process AWS (moto) and Studio fake
+#   make test    set up, then lint and run every test (what CI runs)
+
+PYTHON ?= python3
+VENV ?= .venv
+SAM_VENV ?= .venv-sam
+BIN := $(VENV)/bin
+SAM := $(SAM_VENV)/bin/sam
+ARCH ?= arm64
+LAYER_ARCH := $(if $(filter x86_64,$(ARCH)),x86_64,aarch64)
+export SAM_CLI_TELEMETRY := 0
+export TAC_ANALYTICS_DISABLED := true
+
+.PHONY: help setup demo test lint events build validate clean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+$(BIN)/.installed: requirements-dev.txt layers/dependencies/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# The SAM CLI lives in a venv of its own: its pins would fight moto's and the product's.
+$(SAM): requirements-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	touch $@
+
+setup: $(BIN)/.installed $(SAM)
+
+demo: $(BIN)/.installed
+	$(BIN)/python -m devtools.sms_phone $(if $(SCRIPT),--script $(SCRIPT),)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint
+	SAM_CLI=$(abspath $(SAM)) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+events: $(BIN)/.installed
+	$(BIN)/python -m devtools.make_events
+
+validate: $(SAM)
+	$(SAM) validate --lint
+
+build: $(SAM)
+	LAYER_ARCH=$(LAYER_ARCH) $(SAM) build --parameter-overrides Architecture=$(ARCH)
+
+clean:
+	rm -rf .aws-sam .pytest_cache .ruff_cache .hypothesis
