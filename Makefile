@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 ARCH ?= arm64
 LAYER_ARCH := $(if $(filter x86_64,$(ARCH)),x86_64,aarch64)
+# The core package and devtools, importable the way the layers make them in Lambda.
+PY := PYTHONPATH=$(CURDIR)/layers/core/python:$(CURDIR) $(BIN)/python
 export SAM_CLI_TELEMETRY := 0
 export TAC_ANALYTICS_DISABLED := true
 
@@ -32,7 +34,7 @@ $(SAM): requirements-sam.txt
 setup: $(BIN)/.installed $(SAM)
 
 demo: $(BIN)/.installed
-	$(BIN)/python -m devtools.sms_phone $(if $(SCRIPT),--script $(SCRIPT),)
+	$(PY) -m devtools.sms_phone $(if $(SCRIPT),--script $(SCRIPT),)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -42,7 +44,7 @@ test: setup lint
 	SAM_CLI=$(abspath $(SAM)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 events: $(BIN)/.installed
-	$(BIN)/python -m devtools.make_events
+	$(PY) -m devtools.make_events
 
 validate: $(SAM)
 	$(SAM) validate --lint

@@ -1,0 +1,140 @@
+"""An SMS phone for the agent: type as the customer, watch replies, handoffs and Studio executions.
+
+    python -m devtools.sms_phone                   # interactive (Ctrl-D to end)
+    python -m devtools.sms_phone --script FILE     # one message per line, for demos and tests
+
+Runs InboundSmsFunction and HandoffDispatchFunction in this process, on moto's DynamoDB and
+SQS (tables from template.yaml) and a loopback Studio recorder, with webhooks signed by
+twilio's RequestValidator exactly as Twilio signs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from typing import TextIO
+
+from devtools import sample
+from devtools.template import ROOT
+
+for _key, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+
+def _load(function_dir: str):
+    spec = importlib.util.spec_from_file_location(
+        f"function_{function_dir}", ROOT / "functions" / function_dir / "app.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Context:
+    function_name = "local"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:local"
+    aws_request_id = "local"
+
+
+def converse(lines: Iterable[str], out: TextIO, *, customer: str, prompt: bool, log_level: str = "WARNING") -> int:
+    """Send each line as an SMS and print what happens. Returns the number of Studio executions."""
+    import boto3
+    from moto import mock_aws
+
+    from agent_handoff import wiring
+    from devtools.events import http_api_event, sms_params
+    from devtools.streams import StreamReader, filter_patterns, lambda_event, matches
+    from devtools.studio_recorder import StudioRecorder
+    from devtools.template import create_queue, create_table, resource
+
+    with mock_aws(), StudioRecorder(username=sample.ACCOUNT_SID, password=sample.AUTH_TOKEN) as studio:
+        dynamodb = boto3.client("dynamodb")
+        table = create_table(dynamodb, "SessionsTable", sample.TABLE_NAME)
+        queue_url = create_queue(boto3.client("sqs"), "DispatchDeadLetterQueue", sample.DEAD_LETTER_QUEUE_NAME)
+        os.environ.update(
+            sample.environment(
+                STUDIO_BASE_URL=studio.base_url, DEAD_LETTER_QUEUE_URL=queue_url, POWERTOOLS_LOG_LEVEL=log_level
+            )
+        )
+        wiring.reset()
+        sms, dispatch = _load("inbound_sms"), _load("handoff_dispatch")
+        outbox = StreamReader(boto3.client("dynamodbstreams"), table["LatestStreamArn"])
+        mapping = resource("HandoffDispatchFunction")["Properties"]["Events"]["HandoffOutbox"]["Properties"]
+        patterns = filter_patterns(mapping)
+
+        for line in _prompted(lines, out, prompt):
+            text = line.rstrip("\n")
+            if not text.strip():
+                continue
+            if not prompt:
+                out.write(f"you> {text}\n")
+            params = sms_params(account_sid=sample.ACCOUNT_SID, body=text, customer=customer)
+            response = sms.handler(http_api_event("/sms", params, auth_token=sample.AUTH_TOKEN), _Context())
+            out.write(_describe_reply(response))
+            records = [r for r in outbox.poll() if any(matches(p, r) for p in patterns)]
+            if records:
+                before = len(studio.requests)
+                dispatch.handler(lambda_event(records, table["LatestStreamArn"]), _Context())
+                for execution in studio.requests[before:]:
+                    data = json.loads(execution.parameters)["HandoffData"]
+                    out.write(
+                        f"   [studio] {execution.status} execution {execution.sid or '-'} on {execution.flow_sid}"
+                        f" To={execution.to} From={execution.from_}\n"
+                        f"   [studio] HandoffData reason: {data['attributes'].get('reason')}\n"
+                    )
+        wiring.reset()
+        return len(studio.created)
+
+
+def _prompted(lines: Iterable[str], out: TextIO, prompt: bool) -> Iterable[str]:
+    for line in lines:
+        yield line
+        if prompt:
+            out.write("you> ")
+            out.flush()
+
+
+def _describe_reply(response: dict) -> str:
+    if response["statusCode"] != 200:
+        return f"   [http {response['statusCode']}] {response['body'].strip()}\n"
+    messages = [m.text or "" for m in ET.fromstring(response["body"]).findall("Message")]  # noqa: S314 - our own TwiML
+    if not messages:
+        return "   (no reply: a person has this conversation)\n"
+    return "".join(f"agent> {m}\n" for m in messages)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--script", type=argparse.FileType("r"), help="a file with one customer message per line")
+    parser.add_argument("--customer", default=sample.CUSTOMER_NUMBER, help="the customer's number (From)")
+    parser.add_argument("--logs", action="store_true", help="show the functions' structured logs")
+    args = parser.parse_args(argv)
+    interactive = args.script is None and sys.stdin.isatty()
+    if interactive:
+        print("Text the agent as the customer. Try 'what are your hours?', then 'I want a human'. Ctrl-D ends.")
+        sys.stdout.write("you> ")
+        sys.stdout.flush()
+    source = args.script or sys.stdin
+    if not interactive and args.script is None:
+        # Nothing piped in (as under CI, or `make demo` without a terminal): play the bundled demo.
+        source = sys.stdin.readlines() or (ROOT / "devtools" / "scripts" / "sms-demo.txt").open()
+    executions = converse(
+        source, sys.stdout, customer=args.customer, prompt=interactive, log_level="INFO" if args.logs else "WARNING"
+    )
+    print(f"\n{executions} Studio execution(s) started.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
