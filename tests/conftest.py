@@ -95,7 +95,7 @@ class AwsHandles:
     queue_url: str
 
     def items(self, prefix: str = "") -> list[dict]:
-        from agent_handoff.store import plain_item
+        from agent_handoff.dynamo import plain_item
 
         pages = self.dynamodb.get_paginator("scan").paginate(TableName=sample.TABLE_NAME)
         rows = [plain_item(item) for page in pages for item in page["Items"]]

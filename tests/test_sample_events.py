@@ -47,7 +47,7 @@ def test_sms_samples(sam_env, lambda_context):
 
 
 def test_dispatch_sample(sam_env, studio, lambda_context):
-    from agent_handoff.store import plain_item
+    from agent_handoff.dynamo import plain_item
 
     image = event("dispatch-stream.json")["Records"][0]["dynamodb"]["NewImage"]
     sam_env.dynamodb.put_item(TableName=sample.TABLE_NAME, Item=image)  # the record the sample points at

@@ -13,11 +13,10 @@ update, and AWS error codes become the domain's own exceptions here and nowhere 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any
 
+from .dynamo import DynamoTable, TransactionCancelled, n, plain_item, s
 from .errors import ConcurrentUpdate, StoreError
 from .records import Conversation, HandoffRecord, Hold, MessageClaim, Turn, TurnCommit
 
@@ -37,49 +36,7 @@ def handoff_key(handoff_id: str) -> str:
     return f"HANDOFF#{handoff_id}"
 
 
-# boto3's TypeSerializer would do this too, but importing boto3.dynamodb.types pulls in
-# the resource layer's modules; these four shapes are all the table holds.
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _n(value: int) -> dict[str, str]:
-    return {"N": str(int(value))}
-
-
-def _plain(attr: Mapping[str, Any]) -> Any:
-    ((kind, value),) = attr.items()
-    if kind == "S":
-        return value
-    if kind == "N":
-        number = Decimal(value)
-        return int(number) if number == number.to_integral_value() else float(number)
-    if kind == "BOOL":
-        return value
-    if kind == "NULL":
-        return None
-    if kind == "L":
-        return [_plain(v) for v in value]
-    if kind == "M":
-        return {k: _plain(v) for k, v in value.items()}
-    raise StoreError(f"unexpected DynamoDB attribute type {kind}")
-
-
-def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A DynamoDB item (or stream image) as plain Python values."""
-    return {name: _plain(attr) for name, attr in item.items()}
-
-
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str((response.get("Error") or {}).get("Code", ""))
-
-
-class SessionStore:
-    def __init__(self, client: Any, table_name: str) -> None:
-        self._client = client
-        self._table = table_name
-
+class SessionStore(DynamoTable):
     # -- webhook claims ---------------------------------------------------------------
 
     def claim_message(self, message_sid: str, *, now: int, lease_seconds: int) -> MessageClaim:
@@ -89,18 +46,18 @@ class SessionStore:
             self._call(
                 "update_item",
                 TableName=self._table,
-                Key={"pk": _s(message_key(message_sid))},
+                Key={"pk": s(message_key(message_sid))},
                 UpdateExpression="SET kind = :kind, #status = :processing, claimToken = :token, "
                 "claimedAt = :now, expiresAt = :expires",
                 ConditionExpression="attribute_not_exists(pk) OR (#status = :processing AND claimedAt < :stale)",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
-                    ":kind": _s("message"),
-                    ":processing": _s("processing"),
-                    ":token": _s(token),
-                    ":now": _n(now),
-                    ":stale": _n(now - lease_seconds),
-                    ":expires": _n(now + MESSAGE_TTL_SECONDS),
+                    ":kind": s("message"),
+                    ":processing": s("processing"),
+                    ":token": s(token),
+                    ":now": n(now),
+                    ":stale": n(now - lease_seconds),
+                    ":expires": n(now + MESSAGE_TTL_SECONDS),
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -123,10 +80,10 @@ class SessionStore:
             self._call(
                 "delete_item",
                 TableName=self._table,
-                Key={"pk": _s(message_key(message_sid))},
+                Key={"pk": s(message_key(message_sid))},
                 ConditionExpression="claimToken = :token AND #status = :processing",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":token": _s(token), ":processing": _s("processing")},
+                ExpressionAttributeValues={":token": s(token), ":processing": s("processing")},
             )
         except ConcurrentUpdate:
             pass  # someone else's claim now, or already answered: nothing of ours to release
@@ -146,16 +103,16 @@ class SessionStore:
             {
                 "Update": {
                     "TableName": self._table,
-                    "Key": {"pk": _s(message_key(commit.message_sid))},
+                    "Key": {"pk": s(message_key(commit.message_sid))},
                     "UpdateExpression": "SET #status = :done, reply = :reply, conversationKey = :conv "
                     "REMOVE claimToken",
                     "ConditionExpression": "claimToken = :token",
                     "ExpressionAttributeNames": {"#status": "status"},
                     "ExpressionAttributeValues": {
-                        ":done": _s("done"),
-                        ":reply": _s(commit.reply or ""),
-                        ":conv": _s(conversation.key),
-                        ":token": _s(commit.claim_token),
+                        ":done": s("done"),
+                        ":reply": s(commit.reply or ""),
+                        ":conv": s(conversation.key),
+                        ":token": s(commit.claim_token),
                     },
                 }
             },
@@ -164,7 +121,7 @@ class SessionStore:
             items.append({"Put": self._handoff_put(commit.handoff, now=now)})
         try:
             self._call("transact_write_items", TransactItems=items)
-        except _TransactionCancelled as exc:
+        except TransactionCancelled as exc:
             reasons = exc.reasons
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 raise ConcurrentUpdate(
@@ -175,24 +132,24 @@ class SessionStore:
 
     def _conversation_put(self, conversation: Conversation, *, now: int, ttl_seconds: int) -> dict[str, Any]:
         item: dict[str, Any] = {
-            "pk": _s(conversation.key),
-            "kind": _s("conversation"),
-            "conversationId": _s(conversation.conversation_id),
-            "channel": _s(conversation.channel),
-            "customer": _s(conversation.customer),
-            "agentNumber": _s(conversation.agent_number),
-            "history": {"L": [{"M": {"role": _s(t.role), "text": _s(t.text)}} for t in conversation.history]},
-            "unresolvedAttempts": _n(conversation.unresolved_attempts),
-            "version": _n(conversation.version + 1),
-            "updatedAt": _n(now),
-            "expiresAt": _n(max(now + ttl_seconds, conversation.hold.until if conversation.hold else 0)),
+            "pk": s(conversation.key),
+            "kind": s("conversation"),
+            "conversationId": s(conversation.conversation_id),
+            "channel": s(conversation.channel),
+            "customer": s(conversation.customer),
+            "agentNumber": s(conversation.agent_number),
+            "history": {"L": [{"M": {"role": s(t.role), "text": s(t.text)}} for t in conversation.history]},
+            "unresolvedAttempts": n(conversation.unresolved_attempts),
+            "version": n(conversation.version + 1),
+            "updatedAt": n(now),
+            "expiresAt": n(max(now + ttl_seconds, conversation.hold.until if conversation.hold else 0)),
         }
         if conversation.hold is not None:
             item["hold"] = {
                 "M": {
-                    "handoffId": _s(conversation.hold.handoff_id),
-                    "reason": _s(conversation.hold.reason),
-                    "until": _n(conversation.hold.until),
+                    "handoffId": s(conversation.hold.handoff_id),
+                    "reason": s(conversation.hold.reason),
+                    "until": n(conversation.hold.until),
                 }
             }
         put: dict[str, Any] = {"TableName": self._table, "Item": item}
@@ -200,7 +157,7 @@ class SessionStore:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
             put["ConditionExpression"] = "version = :expected"
-            put["ExpressionAttributeValues"] = {":expected": _n(conversation.version)}
+            put["ExpressionAttributeValues"] = {":expected": n(conversation.version)}
         return put
 
     # -- handoff records --------------------------------------------------------------
@@ -209,18 +166,18 @@ class SessionStore:
         return {
             "TableName": self._table,
             "Item": {
-                "pk": _s(handoff_key(record.handoff_id)),
-                "kind": _s("handoff"),
-                "handoffId": _s(record.handoff_id),
-                "channel": _s(record.channel),
-                "conversationKey": _s(record.conversation_key),
-                "to": _s(record.to),
-                "from": _s(record.from_),
-                "payload": _s(record.payload_json),
-                "status": _s(record.status),
-                "deliveries": _n(0),
-                "createdAt": _n(now),
-                "expiresAt": _n(now + HANDOFF_TTL_SECONDS),
+                "pk": s(handoff_key(record.handoff_id)),
+                "kind": s("handoff"),
+                "handoffId": s(record.handoff_id),
+                "channel": s(record.channel),
+                "conversationKey": s(record.conversation_key),
+                "to": s(record.to),
+                "from": s(record.from_),
+                "payload": s(record.payload_json),
+                "status": s(record.status),
+                "deliveries": n(0),
+                "createdAt": n(now),
+                "expiresAt": n(now + HANDOFF_TTL_SECONDS),
             },
             "ConditionExpression": "attribute_not_exists(pk)",
         }
@@ -239,17 +196,17 @@ class SessionStore:
             response = self._call(
                 "update_item",
                 TableName=self._table,
-                Key={"pk": _s(handoff_key(handoff_id))},
+                Key={"pk": s(handoff_key(handoff_id))},
                 UpdateExpression="SET #status = :dispatching, leaseUntil = :lease, deliveries = deliveries + :one",
                 ConditionExpression="attribute_exists(pk) AND (#status = :pending OR "
                 "(#status = :dispatching AND leaseUntil < :now))",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
-                    ":dispatching": _s("dispatching"),
-                    ":pending": _s("pending"),
-                    ":lease": _n(now + lease_seconds),
-                    ":now": _n(now),
-                    ":one": _n(1),
+                    ":dispatching": s("dispatching"),
+                    ":pending": s("pending"),
+                    ":lease": n(now + lease_seconds),
+                    ":now": n(now),
+                    ":one": n(1),
                 },
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -271,17 +228,17 @@ class SessionStore:
         self._call(
             "update_item",
             TableName=self._table,
-            Key={"pk": _s(handoff_key(handoff_id))},
+            Key={"pk": s(handoff_key(handoff_id))},
             UpdateExpression="SET #status = :status, outcome = :outcome, executionSid = :sid, "
             "lastError = :error, finishedAt = :now REMOVE leaseUntil",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={
-                ":status": _s(status),
-                ":outcome": _s(outcome),
-                ":sid": _s(execution_sid),
-                ":error": _s(error),
-                ":now": _n(now),
+                ":status": s(status),
+                ":outcome": s(outcome),
+                ":sid": s(execution_sid),
+                ":error": s(error),
+                ":now": n(now),
             },
         )
 
@@ -291,51 +248,18 @@ class SessionStore:
             self._call(
                 "update_item",
                 TableName=self._table,
-                Key={"pk": _s(handoff_key(handoff_id))},
+                Key={"pk": s(handoff_key(handoff_id))},
                 UpdateExpression="SET #status = :pending, lastError = :error REMOVE leaseUntil",
                 ConditionExpression="#status = :dispatching",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
-                    ":pending": _s("pending"),
-                    ":dispatching": _s("dispatching"),
-                    ":error": _s(error),
+                    ":pending": s("pending"),
+                    ":dispatching": s("dispatching"),
+                    ":error": s(error),
                 },
             )
         except ConcurrentUpdate:
             pass
-
-    # -- plumbing ---------------------------------------------------------------------
-
-    def _get(self, key: str) -> dict[str, Any] | None:
-        response = self._call("get_item", TableName=self._table, Key={"pk": _s(key)}, ConsistentRead=True)
-        item = response.get("Item")
-        return plain_item(item) if item else None
-
-    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            return getattr(self._client, operation)(**kwargs)
-        except Exception as exc:
-            code = _error_code(exc)
-            if code == "ConditionalCheckFailedException":
-                item = (getattr(exc, "response", None) or {}).get("Item")
-                raise ConcurrentUpdate(f"{operation}: condition failed", item) from None
-            if code == "TransactionCanceledException":
-                reasons = [r.get("Code") for r in (exc.response.get("CancellationReasons") or [])]  # type: ignore[attr-defined]
-                raise _TransactionCancelled(reasons) from None
-            if code:
-                raise StoreError(f"DynamoDB {operation} failed: {code}") from exc
-            if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.startswith(
-                ("botocore", "urllib3")
-            ):
-                raise StoreError(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
-            raise
-
-
-class _TransactionCancelled(StoreError):
-    def __init__(self, reasons: list[str | None]) -> None:
-        super().__init__("transaction cancelled")
-        self.reasons = reasons
-
 
 def _conversation_from(item: dict[str, Any]) -> Conversation:
     hold = item.get("hold")
