@@ -11,7 +11,6 @@ twilio's RequestValidator exactly as Twilio signs them.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -20,6 +19,7 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from devtools import sample
+from devtools.lambdas import LambdaContext, load_function
 from devtools.template import ROOT
 
 for _key, _value in {
@@ -29,22 +29,6 @@ for _key, _value in {
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
 }.items():
     os.environ.setdefault(_key, _value)
-
-
-def _load(function_dir: str):
-    spec = importlib.util.spec_from_file_location(
-        f"function_{function_dir}", ROOT / "functions" / function_dir / "app.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class _Context:
-    function_name = "local"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:local"
-    aws_request_id = "local"
 
 
 def converse(lines: Iterable[str], out: TextIO, *, customer: str, prompt: bool, log_level: str = "WARNING") -> int:
@@ -68,7 +52,7 @@ def converse(lines: Iterable[str], out: TextIO, *, customer: str, prompt: bool, 
             )
         )
         wiring.reset()
-        sms, dispatch = _load("inbound_sms"), _load("handoff_dispatch")
+        sms, dispatch = load_function("inbound_sms"), load_function("handoff_dispatch")
         outbox = StreamReader(boto3.client("dynamodbstreams"), table["LatestStreamArn"])
         mapping = resource("HandoffDispatchFunction")["Properties"]["Events"]["HandoffOutbox"]["Properties"]
         patterns = filter_patterns(mapping)
@@ -80,12 +64,12 @@ def converse(lines: Iterable[str], out: TextIO, *, customer: str, prompt: bool, 
             if not prompt:
                 out.write(f"you> {text}\n")
             params = sms_params(account_sid=sample.ACCOUNT_SID, body=text, customer=customer)
-            response = sms.handler(http_api_event("/sms", params, auth_token=sample.AUTH_TOKEN), _Context())
+            response = sms.handler(http_api_event("/sms", params, auth_token=sample.AUTH_TOKEN), LambdaContext())
             out.write(_describe_reply(response))
             records = [r for r in outbox.poll() if any(matches(p, r) for p in patterns)]
             if records:
                 before = len(studio.requests)
-                dispatch.handler(lambda_event(records, table["LatestStreamArn"]), _Context())
+                dispatch.handler(lambda_event(records, table["LatestStreamArn"]), LambdaContext())
                 for execution in studio.requests[before:]:
                     data = json.loads(execution.parameters)["HandoffData"]
                     out.write(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -32,22 +31,9 @@ from moto import mock_aws  # noqa: E402
 
 from agent_handoff import wiring  # noqa: E402
 from devtools import sample  # noqa: E402
+from devtools.lambdas import LambdaContext, load_function  # noqa: E402
 from devtools.studio_recorder import StudioRecorder  # noqa: E402
 from devtools.template import create_queue, create_table  # noqa: E402
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "test-function"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-    log_group_name: str = "/aws/lambda/test-function"
-    log_stream_name: str = "2026/11/25/[$LATEST]abc"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 20_000
 
 
 @pytest.fixture
@@ -56,12 +42,7 @@ def lambda_context() -> LambdaContext:
 
 
 def load_handler(function_dir: str):
-    """Import a function's app.py the way Lambda does, under a unique module name."""
-    path = ROOT / "functions" / function_dir / "app.py"
-    spec = importlib.util.spec_from_file_location(f"function_{function_dir}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_function(function_dir)
 
 
 @pytest.fixture

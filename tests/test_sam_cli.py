@@ -47,7 +47,13 @@ def test_sam_build_default_arm64(tmp_path):
     build = tmp_path / "build"
     sam("build", "--build-dir", str(build), "--cache-dir", str(tmp_path / "cache"))
 
-    for function in ("InboundSmsFunction", "HandoffDispatchFunction"):
+    for function in (
+        "InboundSmsFunction",
+        "HandoffDispatchFunction",
+        "IncomingCallFunction",
+        "VoiceRelayFunction",
+        "VoiceActionFunction",
+    ):
         assert sorted(p.name for p in (build / function).iterdir()) == ["app.py"]
     assert (build / "CoreLayer" / "python" / "agent_handoff" / "wiring.py").is_file()
     cores = list((build / "DependenciesLayer" / "python" / "pydantic_core").glob("*.so"))

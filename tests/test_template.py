@@ -13,7 +13,13 @@ import pytest
 
 from devtools.template import ROOT, TEMPLATE, load_template
 
-FUNCTIONS = {"InboundSmsFunction": "inbound_sms", "HandoffDispatchFunction": "handoff_dispatch"}
+FUNCTIONS = {
+    "InboundSmsFunction": "inbound_sms",
+    "HandoffDispatchFunction": "handoff_dispatch",
+    "IncomingCallFunction": "incoming_call",
+    "VoiceRelayFunction": "voice_relay",
+    "VoiceActionFunction": "voice_action",
+}
 PARAMETERS = {"TwilioPhoneNumber": "+14155550199", "StudioHandoffFlowSid": "FW" + "0" * 32}
 
 
@@ -51,11 +57,37 @@ def test_functions_have_the_contract_logical_ids(transformed):
         assert load_template()["Parameters"]["Architecture"]["Default"] == "arm64"
 
 
-def test_sms_route_is_wired(transformed):
-    api = next(v for v in transformed["Resources"].values() if v["Type"] == "AWS::ApiGatewayV2::Api")
-    paths = api["Properties"]["Body"]["paths"]
-    assert "post" in paths["/sms"]
-    assert "InboundSmsFunction" in json.dumps(paths["/sms"])
+@pytest.mark.parametrize(
+    ("path", "function"),
+    [("/sms", "InboundSmsFunction"), ("/voice", "IncomingCallFunction"), ("/voice/action", "VoiceActionFunction")],
+)
+def test_http_routes_are_wired(transformed, path, function):
+    api = next(
+        v
+        for v in transformed["Resources"].values()
+        if v["Type"] == "AWS::ApiGatewayV2::Api" and "Body" in v["Properties"]
+    )
+    operation = api["Properties"]["Body"]["paths"][path]
+    assert list(operation) == ["post"]
+    assert function in json.dumps(operation)
+
+
+def test_websocket_api_routes_every_frame_to_the_relay(transformed):
+    resources = transformed["Resources"]
+    assert resources["VoiceRelayApi"]["Properties"]["ProtocolType"] == "WEBSOCKET"
+    routes = {v["Properties"]["RouteKey"] for v in resources.values() if v["Type"] == "AWS::ApiGatewayV2::Route"}
+    assert routes == {"$connect", "$default", "$disconnect"}
+    integration = resources["VoiceRelayIntegration"]["Properties"]
+    assert "VoiceRelayFunction.Arn" in json.dumps(integration["IntegrationUri"])
+    assert resources["VoiceRelayStage"]["Properties"]["AutoDeploy"] is True
+
+
+def test_relay_may_only_manage_its_own_connections(transformed):
+    policies = json.dumps(transformed["Resources"]["VoiceRelayFunctionRole"]["Properties"]["Policies"])
+    assert "execute-api:ManageConnections" in policies
+    assert "${VoiceRelayApi}/${VoiceRelayStage}/POST/@connections/*" in policies
+    for other in ("InboundSmsFunction", "IncomingCallFunction", "VoiceActionFunction", "HandoffDispatchFunction"):
+        assert "ManageConnections" not in json.dumps(transformed["Resources"][f"{other}Role"]["Properties"])
 
 
 def test_dispatch_reads_the_outbox_with_partial_failures_and_a_dead_letter_queue(transformed):
@@ -112,6 +144,8 @@ def test_environment_names_are_the_design_contract():
 def test_outputs_give_every_webhook_url():
     outputs = load_template()["Outputs"]
     assert outputs["SmsWebhookUrl"]["Value"]["Fn::Sub"].endswith("/sms")
+    assert outputs["VoiceWebhookUrl"]["Value"]["Fn::Sub"].endswith("/voice")
+    assert "wss://" in json.dumps(outputs["RelayWebSocketUrl"]["Value"])
 
 
 def _make(directory: Path, target: str, artifacts: Path, **env: str) -> None:

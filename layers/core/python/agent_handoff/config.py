@@ -65,6 +65,20 @@ class Settings(BaseModel):
         min_length=1,
         max_length=1600,
     )
+    relay_websocket_url: str | None = Field(None, alias="RELAY_WEBSOCKET_URL", pattern=r"^wss?://[^?#\s]+$")
+    voice_welcome_greeting: str = Field(
+        "Hi! I'm the virtual assistant. How can I help you today?", alias="VOICE_WELCOME_GREETING", min_length=1
+    )
+    voice_language: str = Field("en-US", alias="VOICE_LANGUAGE", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    voice_tts_voice: str | None = Field(None, alias="VOICE_TTS_VOICE", max_length=128)
+    voice_tts_provider: str | None = Field(None, alias="VOICE_TTS_PROVIDER", max_length=64)
+    voice_transcription_provider: str | None = Field(None, alias="VOICE_TRANSCRIPTION_PROVIDER", max_length=64)
+    voice_handoff_reply_message: str = Field(
+        "Let me connect you with a member of our team. Please stay on the line.",
+        alias="VOICE_HANDOFF_REPLY_MESSAGE",
+        min_length=1,
+        max_length=1000,
+    )
     studio_max_attempts: int = Field(4, alias="STUDIO_MAX_ATTEMPTS", ge=1, le=10)
     dispatch_max_deliveries: int = Field(5, alias="DISPATCH_MAX_DELIVERIES", ge=1, le=50)
 

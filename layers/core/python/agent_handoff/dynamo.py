@@ -6,11 +6,12 @@ condition (with the item as it was, when DynamoDB returns it), StoreError for th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
 from .errors import ConcurrentUpdate, StoreError
+from .records import Turn
 
 
 # boto3's TypeSerializer would do this too, but importing boto3.dynamodb.types pulls in
@@ -21,6 +22,15 @@ def s(value: str) -> dict[str, str]:
 
 def n(value: int) -> dict[str, str]:
     return {"N": str(int(value))}
+
+
+def history_attribute(turns: Iterable[Turn]) -> dict[str, Any]:
+    """A conversation's history as a DynamoDB list of {role, text} maps."""
+    return {"L": [{"M": {"role": s(t.role), "text": s(t.text)}} for t in turns]}
+
+
+def history_from(items: Iterable[Mapping[str, str]]) -> tuple[Turn, ...]:
+    return tuple(Turn(role=t["role"], text=t["text"]) for t in items)  # type: ignore[arg-type]
 
 
 def _plain(attr: Mapping[str, Any]) -> Any:
@@ -49,7 +59,6 @@ def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
 def _error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None) or {}
     return str((response.get("Error") or {}).get("Code", ""))
-
 
 
 class TransactionCancelled(StoreError):
@@ -88,5 +97,3 @@ class DynamoTable:
             ):
                 raise StoreError(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
             raise
-
-

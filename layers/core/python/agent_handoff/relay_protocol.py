@@ -96,14 +96,14 @@ def parse_inbound(body: str | bytes | None) -> Setup | Prompt | Dtmf | Interrupt
         raise ProtocolError(f"invalid {kind} message: {fields}") from None
 
 
-class _Outbound(BaseModel):
+class OutboundMessage(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
 
     def frame(self) -> str:
         return self.model_dump_json(by_alias=True, exclude_none=True)
 
 
-class Text(_Outbound):
+class Text(OutboundMessage):
     type: Literal["text"] = "text"
     token: str
     last: bool = False
@@ -112,13 +112,13 @@ class Text(_Outbound):
     preemptible: bool | None = None
 
 
-class End(_Outbound):
+class End(OutboundMessage):
     type: Literal["end"] = "end"
     # A JSON *string*: ConversationRelay forwards it verbatim as HandoffData to the action URL.
     handoff_data: str | None = Field(None, alias="handoffData")
 
 
-class Play(_Outbound):
+class Play(OutboundMessage):
     type: Literal["play"] = "play"
     source: str
     loop: int | None = None
@@ -126,12 +126,12 @@ class Play(_Outbound):
     interruptible: bool | None = None
 
 
-class SendDigits(_Outbound):
+class SendDigits(OutboundMessage):
     type: Literal["sendDigits"] = "sendDigits"
     digits: str = Field(pattern=r"^[0-9*#w]+$")
 
 
-class Language(_Outbound):
+class Language(OutboundMessage):
     type: Literal["language"] = "language"
     tts_language: str | None = Field(None, alias="ttsLanguage")
     transcription_language: str | None = Field(None, alias="transcriptionLanguage")

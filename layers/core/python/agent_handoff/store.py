@@ -16,9 +16,9 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from .dynamo import DynamoTable, TransactionCancelled, n, plain_item, s
+from .dynamo import DynamoTable, TransactionCancelled, history_attribute, history_from, n, plain_item, s
 from .errors import ConcurrentUpdate, StoreError
-from .records import Conversation, HandoffRecord, Hold, MessageClaim, Turn, TurnCommit
+from .records import Conversation, HandoffRecord, Hold, MessageClaim, TurnCommit
 
 MESSAGE_TTL_SECONDS = 3 * 24 * 3600
 HANDOFF_TTL_SECONDS = 30 * 24 * 3600
@@ -138,7 +138,7 @@ class SessionStore(DynamoTable):
             "channel": s(conversation.channel),
             "customer": s(conversation.customer),
             "agentNumber": s(conversation.agent_number),
-            "history": {"L": [{"M": {"role": s(t.role), "text": s(t.text)}} for t in conversation.history]},
+            "history": history_attribute(conversation.history),
             "unresolvedAttempts": n(conversation.unresolved_attempts),
             "version": n(conversation.version + 1),
             "updatedAt": n(now),
@@ -261,6 +261,7 @@ class SessionStore(DynamoTable):
         except ConcurrentUpdate:
             pass
 
+
 def _conversation_from(item: dict[str, Any]) -> Conversation:
     hold = item.get("hold")
     return Conversation(
@@ -269,7 +270,7 @@ def _conversation_from(item: dict[str, Any]) -> Conversation:
         channel=item["channel"],
         customer=item["customer"],
         agent_number=item["agentNumber"],
-        history=tuple(Turn(role=t["role"], text=t["text"]) for t in item.get("history", [])),
+        history=history_from(item.get("history", [])),
         unresolved_attempts=int(item.get("unresolvedAttempts", 0)),
         hold=Hold(handoff_id=hold["handoffId"], reason=hold["reason"], until=int(hold["until"])) if hold else None,
         version=int(item["version"]),

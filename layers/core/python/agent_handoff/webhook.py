@@ -77,6 +77,23 @@ def public_url(event: Mapping[str, Any], public_base_url: str | None = None) -> 
     return public_base_url.rstrip("/") + path + (f"?{query}" if query else "")
 
 
+def url_beside(event: Mapping[str, Any], path: str, public_base_url: str | None = None) -> str:
+    """Another route of the same API as Twilio reaches it, e.g. the `<Connect action>` URL beside /voice."""
+    if public_base_url:
+        return public_base_url.rstrip("/") + path
+    own = public_url(event).split("?", 1)[0]
+    route = _route_path(event)
+    base = own[: -len(route)] if route != "/" and own.endswith(route) else own.rstrip("/")
+    return base + path
+
+
+def query_params(event: Mapping[str, Any]) -> dict[str, str]:
+    """The query string's parameters (covered by the signature, since the signed URL includes them)."""
+    if event.get("version") == "2.0":
+        return dict(parse_qsl(event.get("rawQueryString") or "", keep_blank_values=True))
+    return {k: str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+
+
 def _route_path(event: Mapping[str, Any]) -> str:
     """The route's own path, without stage or custom-domain mapping: what follows the base URL."""
     if event.get("version") == "2.0":

@@ -90,12 +90,8 @@ def agent(channel: str) -> Any:
     from .agent.turn import Agent
 
     current = settings()
-    return Agent(
-        chat_provider(current),
-        channel=channel,
-        handoff_reply=current.handoff_reply_message,
-        system_prompt=current.system_prompt,
-    )
+    reply = current.voice_handoff_reply_message if channel == "VOICE" else current.handoff_reply_message
+    return Agent(chat_provider(current), channel=channel, handoff_reply=reply, system_prompt=current.system_prompt)
 
 
 @lru_cache(maxsize=1)
@@ -135,6 +131,81 @@ def dispatcher() -> Any:
     )
 
 
+@lru_cache(maxsize=1)
+def call_store() -> Any:
+    from .call_store import CallStore
+
+    current = settings().require("SESSIONS_TABLE_NAME")
+    return CallStore(aws_client("dynamodb"), current.sessions_table_name)
+
+
+def relay_options(current: Settings) -> Any:
+    from .voice_twiml import RelayOptions
+
+    current.require("RELAY_WEBSOCKET_URL")
+    return RelayOptions(
+        websocket_url=current.relay_websocket_url,
+        language=current.voice_language,
+        welcome_greeting=current.voice_welcome_greeting,
+        voice=current.voice_tts_voice,
+        tts_provider=current.voice_tts_provider,
+        transcription_provider=current.voice_transcription_provider,
+    )
+
+
+@lru_cache(maxsize=1)
+def voice_calls() -> Any:
+    from .voice_calls import VoiceCalls, VoiceRouting
+
+    current = settings().require("TWILIO_ACCOUNT_SID")
+    routing = VoiceRouting(
+        account_sid=current.twilio_account_sid,
+        relay=relay_options(current),
+        routing_attributes=current.handoff_attributes,
+        memory_store_id=current.memory_store_id,
+        handoff_flow_sid=current.studio_flow_sid,
+        taskrouter_workflow_sid=current.taskrouter_workflow_sid,
+    )
+    return VoiceCalls(call_store(), routing)
+
+
+@lru_cache(maxsize=1)
+def voice_relay() -> Any:
+    from .voice_relay import RelayPolicy, VoiceRelay
+
+    current = settings()
+    policy = RelayPolicy(
+        account_sid=current.twilio_account_sid,
+        routing_attributes=current.handoff_attributes,
+        memory_store_id=current.memory_store_id,
+        history_limit=current.history_limit,
+    )
+    return VoiceRelay(call_store(), agent("VOICE"), policy)
+
+
+@lru_cache(maxsize=8)
+def management_client(endpoint_url: str) -> Any:
+    """The @connections client. boto3's AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI wins when set (local runs)."""
+
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+    if os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or os.environ.get("AWS_ENDPOINT_URL"):
+        return boto3.client("apigatewaymanagementapi", config=config)
+    return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
+
+
 def reset() -> None:
-    for getter in (settings, aws_client, session_store, sms_service, dispatcher):
+    for getter in (
+        settings,
+        aws_client,
+        session_store,
+        sms_service,
+        dispatcher,
+        call_store,
+        voice_calls,
+        voice_relay,
+        management_client,
+    ):
         getter.cache_clear()

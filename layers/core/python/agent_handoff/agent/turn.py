@@ -64,8 +64,10 @@ class Agent:
         *,
         unresolved_attempts: int,
         on_handoff: HandoffCallback,
+        escalation: Escalation | None = None,
     ) -> TurnOutcome:
-        escalation = self._policy.before_turn(user_text, unresolved_attempts)
+        """`escalation` forces a handoff the channel decided on (a caller pressing 0)."""
+        escalation = escalation or self._policy.before_turn(user_text, unresolved_attempts)
         if escalation is not None:
             return self._escalate(escalation, on_handoff, unresolved_attempts)
 

@@ -1,0 +1,37 @@
+"""IncomingCallFunction: Twilio Voice webhook (POST /voice) -> <Connect><ConversationRelay>."""
+
+import re
+
+from aws_lambda_powertools import Logger
+
+from agent_handoff import responses, wiring
+from agent_handoff.errors import WebhookRejected
+from agent_handoff.masking import mask_phone
+from agent_handoff.webhook import query_params, url_beside
+from agent_handoff.webhook_handler import twilio_webhook
+
+logger = Logger(service="incoming-call")
+FLOW_SID = re.compile(r"^FW[0-9a-fA-F]{32}$")
+
+
+@twilio_webhook("CallSid", "From", "To", logger=logger)
+def answer(request, event):
+    params = request.params
+    logger.append_keys(call_sid=params["CallSid"], caller=mask_phone(params["From"]))
+    # A Studio flow's TwiML Redirect widget calls /voice?FlowSid={{flow.flow_sid}} to get the call back later.
+    return_flow_sid = query_params(event).get("FlowSid", "")
+    if return_flow_sid and not FLOW_SID.match(return_flow_sid):
+        raise WebhookRejected(400, "FlowSid must be a Studio Flow SID (FW followed by 32 hex characters)")
+    twiml = wiring.voice_calls().answer(
+        call_sid=params["CallSid"],
+        caller=params["From"],
+        agent_number=params["To"],
+        action_url=url_beside(event, "/voice/action", wiring.settings().public_base_url),
+        return_flow_sid=return_flow_sid,
+    )
+    return responses.twiml(twiml)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event, context):
+    return answer(event, context)

@@ -1,0 +1,32 @@
+"""VoiceActionFunction: the <Connect action> callback (POST /voice/action) -> route the live call."""
+
+from aws_lambda_powertools import Logger
+
+from agent_handoff import responses, wiring
+from agent_handoff.voice_calls import SessionEnd
+from agent_handoff.webhook import url_beside
+from agent_handoff.webhook_handler import twilio_webhook
+
+logger = Logger(service="voice-action")
+
+
+@twilio_webhook("CallSid", "SessionStatus", logger=logger)
+def route(request, event):
+    params = request.params
+    logger.append_keys(call_sid=params["CallSid"], session_status=params["SessionStatus"])
+    twiml = wiring.voice_calls().session_ended(
+        SessionEnd(
+            call_sid=params["CallSid"],
+            session_status=params["SessionStatus"],
+            call_status=params.get("CallStatus", ""),
+            handoff_data=params.get("HandoffData") or None,
+            error_code=params.get("ErrorCode", ""),
+            action_url=url_beside(event, "/voice/action", wiring.settings().public_base_url),
+        )
+    )
+    return responses.twiml(twiml)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event, context):
+    return route(event, context)
