@@ -132,3 +132,121 @@ def sms_params(
         "From": customer,
         "ApiVersion": "2010-04-01",
     }
+
+
+WS_DOMAIN = "wsabc12345.execute-api.us-east-1.amazonaws.com"
+WS_STAGE = "live"
+
+
+def _ws_context(route: str, connection_id: str, domain: str, stage: str, event_type: str) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "routeKey": route,
+        "eventType": event_type,
+        "extendedRequestId": uuid.uuid4().hex[:16],
+        "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+        "messageDirection": "IN",
+        "stage": stage,
+        "connectedAt": int(now * 1000),
+        "requestTimeEpoch": int(now * 1000),
+        "requestId": uuid.uuid4().hex[:16],
+        "domainName": domain,
+        "connectionId": connection_id,
+        "apiId": domain.split(".")[0],
+    }
+
+
+def ws_connect_event(
+    connection_id: str,
+    *,
+    auth_token: str | None,
+    domain: str = WS_DOMAIN,
+    stage: str = WS_STAGE,
+    signed_url: str | None = None,
+    signature: str | None = None,
+) -> dict[str, Any]:
+    """$connect as API Gateway delivers it; Twilio signs the wss URL from the TwiML, no parameters."""
+    url = signed_url or f"wss://{domain}/{stage}"
+    headers = {"Host": domain, "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    if signature is None and auth_token is not None:
+        signature = RequestValidator(auth_token).compute_signature(url, {})
+    if signature is not None:
+        headers["X-Twilio-Signature"] = signature
+    return {
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "requestContext": _ws_context("$connect", connection_id, domain, stage, "CONNECT"),
+        "isBase64Encoded": False,
+    }
+
+
+def ws_message_event(
+    connection_id: str, body: str, *, domain: str = WS_DOMAIN, stage: str = WS_STAGE
+) -> dict[str, Any]:
+    return {
+        "requestContext": _ws_context("$default", connection_id, domain, stage, "MESSAGE"),
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def ws_disconnect_event(connection_id: str, *, domain: str = WS_DOMAIN, stage: str = WS_STAGE) -> dict[str, Any]:
+    return {
+        "headers": {"Host": domain},
+        "requestContext": {
+            **_ws_context("$disconnect", connection_id, domain, stage, "DISCONNECT"),
+            "disconnectStatusCode": 1005,
+            "disconnectReason": "Client-side close frame status not set",
+        },
+        "isBase64Encoded": False,
+    }
+
+
+def call_params(*, account_sid: str, call_sid: str, caller: str, agent: str) -> dict[str, str]:
+    """The form Twilio's Voice webhook posts for an inbound call."""
+    return {
+        "AccountSid": account_sid,
+        "ApiVersion": "2010-04-01",
+        "CallSid": call_sid,
+        "CallStatus": "ringing",
+        "CallToken": "",
+        "Called": agent,
+        "Caller": caller,
+        "Direction": "inbound",
+        "From": caller,
+        "FromCountry": "US",
+        "To": agent,
+        "ToCountry": "US",
+    }
+
+
+def action_params(
+    *,
+    account_sid: str,
+    call_sid: str,
+    caller: str,
+    agent: str,
+    session_status: str,
+    handoff_data: str | None = None,
+    error_code: str | None = None,
+    session_id: str = "",
+) -> dict[str, str]:
+    """What ConversationRelay posts to the <Connect action> URL when a session ends."""
+    params = {
+        "AccountSid": account_sid,
+        "ApiVersion": "2010-04-01",
+        "CallSid": call_sid,
+        "CallStatus": "completed" if session_status == "completed" else "in-progress",
+        "Direction": "inbound",
+        "From": caller,
+        "To": agent,
+        "SessionId": session_id or "VX" + uuid.uuid4().hex,
+        "SessionStatus": session_status,
+        "SessionDuration": "42",
+    }
+    if handoff_data is not None:
+        params["HandoffData"] = handoff_data
+    if error_code is not None:
+        params["ErrorCode"] = error_code
+        params["ErrorMessage"] = "WebSocket connection closed"
+    return params

@@ -1,0 +1,374 @@
+"""Whole calls, from the Voice webhook through the ConversationRelay socket to the action callback.
+
+AWS is moto; the frames the relay posts land in a loopback @connections endpoint and are
+decoded one by one; every webhook and the handshake are signed with twilio's RequestValidator.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from tac.models.handoff import HandoffPayload as TacHandoffPayload
+from tac.models.handoff import PendingHandoffData
+
+from agent_handoff import wiring
+from agent_handoff.relay_protocol import End, Text, validate_outbound
+from devtools import sample
+from devtools.connections import ConnectionsEndpoint
+from devtools.voice_caller import Functions, VoiceCall
+
+FUNCTIONS = Functions.load()
+RELAY_URL = "wss://wsabc12345.execute-api.us-east-1.amazonaws.com/live"
+
+
+@pytest.fixture
+def connections(aws, monkeypatch):
+    with ConnectionsEndpoint() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", endpoint.url)
+        monkeypatch.setenv("RELAY_WEBSOCKET_URL", RELAY_URL)
+        wiring.reset()
+        yield endpoint
+
+
+@pytest.fixture
+def call(connections, lambda_context):
+    return VoiceCall(
+        FUNCTIONS, connections, account_sid=sample.ACCOUNT_SID, auth_token=sample.AUTH_TOKEN, context=lambda_context
+    )
+
+
+def answered(call: VoiceCall) -> VoiceCall:
+    assert call.dial()["statusCode"] == 200
+    assert call.connect() == 200
+    assert call.setup() == []
+    return call
+
+
+def assert_protocol(call: VoiceCall) -> None:
+    """Every frame is a valid ConversationRelay message; an end comes once, last, after last: true."""
+    messages = [validate_outbound(frame) for frame in call.raw_frames]
+    ends = [i for i, m in enumerate(messages) if isinstance(m, End)]
+    assert len(ends) <= 1
+    if ends:
+        assert ends[0] == len(messages) - 1
+        texts = [m for m in messages if isinstance(m, Text)]
+        assert not texts or texts[-1].last
+
+
+def stored_call(aws, call_sid):
+    return next(item for item in aws.items("CALL#") if item["callSid"] == call_sid)
+
+
+def query_of(twiml: str) -> dict[str, str]:
+    url = ET.fromstring(twiml).find("Redirect").text
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def test_incoming_call_gets_conversation_relay(call, aws):
+    response = call.dial()
+
+    assert response["headers"]["Content-Type"].startswith("text/xml")
+    assert call.relay_url == RELAY_URL and "?" not in call.relay_url
+    assert call.action_url == "https://abcdef1234.execute-api.us-east-1.amazonaws.com/voice/action"
+    assert call.greeting.startswith("Hi!")
+    relay = ET.fromstring(response["body"]).find("Connect/ConversationRelay")
+    assert relay.get("dtmfDetection") == "true" and relay.get("language") == "en-US"
+    record = stored_call(aws, call.call_sid)
+    assert call.parameters == {"conversationId": record["conversationId"]}
+    assert record["status"] == "ringing" and record["caller"] == call.caller
+
+
+def test_retried_voice_webhook_answers_the_same_call(call, aws):
+    first = call.dial()
+    second = call.dial()
+    assert first["body"] == second["body"]
+    assert len(aws.items("CALL#")) == 1
+
+
+def test_caller_who_asks_for_a_person(call, aws):
+    answered(call)
+
+    hours = call.say("What are your opening hours?")
+    assert "Monday to Friday" in VoiceCall.spoken(hours) and hours[-1]["last"] is True
+
+    goodbye = call.say("I'd like to talk to a real person please")
+
+    assert [f["type"] for f in goodbye] == ["text", "text", "end"]
+    assert "stay on the line" in VoiceCall.spoken(goodbye)
+    end = PendingHandoffData.model_validate(goodbye[-1])  # TAC's own model of the end message
+    payload = TacHandoffPayload.model_validate_json(end.handoff_data)
+    assert payload.attributes == {
+        "department": "support",
+        "priority": "normal",
+        "reason": "The customer asked to speak with a human agent.",
+    }
+    assert payload.conversation_id == call.parameters["conversationId"]
+    assert_protocol(call)
+    assert stored_call(aws, call.call_sid)["handoffState"] == "end_sent"
+
+    twiml = call.finish()
+
+    query = query_of(twiml)  # no workflow configured: into the handoff flow's incoming-call trigger
+    assert twiml.count("<Redirect") == 1 and f"/Flows/{sample.FLOW_SID}?" in twiml
+    assert query["Trigger"] == "incomingCall"
+    assert json.loads(query["HandoffData"]) == json.loads(end.handoff_data)
+    record = stored_call(aws, call.call_sid)
+    assert record["handoffState"] == "routed" and record["routedTo"] == f"studio:{sample.FLOW_SID}"
+
+
+def test_after_the_end_message_the_ai_stays_silent(call):
+    answered(call)
+    call.say("agent please")
+
+    assert call.say("hello?") == []
+    assert [f["type"] for f in call.frames].count("end") == 1
+
+
+def test_pressing_zero_hands_off(call, aws):
+    answered(call)
+
+    frames = call.press("0")
+
+    assert frames[-1]["type"] == "end"
+    payload = json.loads(frames[-1]["handoffData"])
+    assert payload["attributes"]["reason"] == "The caller pressed 0 to speak with a person."
+    assert call.press("5") == []
+    assert_protocol(call)
+
+
+def test_other_digits_do_nothing(call):
+    answered(call)
+    assert call.press("7") == []
+
+
+def test_interrupted_reply_stops_and_history_keeps_what_was_heard(call, connections, aws, monkeypatch):
+    from agent_handoff.agent.messages import Completion
+
+    long_reply = (
+        "Our plans start at ten dollars a month. Every plan includes a free trial. "
+        "You can upgrade at any time from your account page. Annual plans get two months free."
+    )
+
+    class Talkative:
+        def complete(self, system, messages, tools):
+            return Completion(text=long_reply)
+
+    monkeypatch.setattr(wiring, "chat_provider", lambda settings: Talkative())
+    wiring.reset()
+    answered(call)
+    heard = "Our plans start at ten dollars"
+
+    def barge_in(connection_id, data):
+        # Twilio sends the interrupt while the prompt's invocation is still posting.
+        if json.loads(data)["type"] == "text" and not connections.frames.get(connection_id):
+            call.interrupt(heard)
+        return True
+
+    connections.on_frame = barge_in
+    frames = call.say("tell me about pricing")
+    connections.on_frame = None
+
+    assert len(frames) == 1 and frames[0]["last"] is False  # the rest of the reply was never sent
+    history = stored_call(aws, call.call_sid)["history"]
+    assert history[-2:] == [{"role": "user", "text": "tell me about pricing"}, {"role": "assistant", "text": heard}]
+    assert_protocol(call)
+
+    after = call.say("what are your hours")  # the call goes on normally
+    assert after[-1]["last"] is True
+
+
+def test_socket_drops_after_the_handoff_was_decided(call, connections, aws):
+    answered(call)
+
+    def drop_on_end(connection_id, data):
+        return json.loads(data)["type"] != "end"  # the socket dies just before the end frame
+
+    connections.on_frame = drop_on_end
+    frames = call.say("I want to speak to a human")
+    assert [f["type"] for f in frames] == ["text", "text"]
+    assert call.end_message is None
+
+    twiml = call.drop()
+
+    query = query_of(twiml)
+    assert json.loads(query["HandoffData"])["attributes"]["reason"] == "The customer asked to speak with a human agent."
+    assert stored_call(aws, call.call_sid)["handoffState"] == "routed"
+
+
+def test_caller_hangs_up(call, aws):
+    answered(call)
+    call.say("hi")
+
+    twiml = call.hang_up()
+
+    assert twiml.endswith("<Response />")
+    assert stored_call(aws, call.call_sid)["status"] == "completed"
+
+
+def test_dropped_socket_reconnects_once_then_goes_to_a_person(call, aws):
+    answered(call)
+    call.say("hi")
+
+    first = call.drop()
+
+    relay = ET.fromstring(first).find("Connect/ConversationRelay")
+    assert relay is not None and relay.get("welcomeGreeting") is None  # no second greeting
+    call.reconnect_from(first)
+    assert call.connect() == 200 and call.setup() == []
+    assert "Monday" in VoiceCall.spoken(call.say("when are you open?"))  # same call, new session
+
+    second = call.drop()
+
+    assert json.loads(query_of(second)["HandoffData"])["attributes"]["reason"].startswith(
+        "The voice connection to the AI agent failed (64105)"
+    )
+    assert stored_call(aws, call.call_sid)["reconnects"] == 2
+
+
+def test_workflow_configured_enqueues_straight_to_flex(call, aws, monkeypatch):
+    workflow = "WW" + "c" * 32
+    monkeypatch.setenv("TWILIO_TASKROUTER_WORKFLOW_SID", workflow)
+    wiring.reset()
+    answered(call)
+    call.say("this is ridiculous, nothing works")
+
+    twiml = call.finish()
+
+    enqueue = ET.fromstring(twiml).find("Enqueue")
+    assert enqueue.get("workflowSid") == workflow
+    task = json.loads(enqueue.find("Task").text)
+    assert task["reason"] == "The customer is frustrated or dissatisfied." and task["name"] == call.caller
+    TacHandoffPayload.model_validate(task["HandoffData"])
+
+
+def test_call_from_a_studio_flow_returns_to_it(call, aws):
+    studio_flow = "FW" + "d" * 32
+    assert call.dial(query=f"FlowSid={studio_flow}")["statusCode"] == 200
+    assert call.connect() == 200
+    call.setup()
+    call.say("I was charged twice")
+
+    twiml = call.finish()
+
+    url = ET.fromstring(twiml).find("Redirect").text
+    assert url.startswith(f"https://webhooks.twilio.com/v1/Accounts/{sample.ACCOUNT_SID}/Flows/{studio_flow}?")
+    query = query_of(twiml)
+    assert query["FlowEvent"] == "return" and query["reason"] == "Billing dispute raised by the customer."
+
+
+def test_llm_failure_on_a_call_apologises_and_hands_off(call, monkeypatch):
+    from agent_handoff.errors import ProviderError
+
+    class Down:
+        def complete(self, system, messages, tools):
+            raise ProviderError("LLM request timed out")
+
+    monkeypatch.setattr(wiring, "chat_provider", lambda settings: Down())
+    wiring.reset()
+    answered(call)
+
+    frames = call.say("what's my balance")
+
+    assert VoiceCall.spoken(frames).startswith("I'm sorry") and frames[-1]["type"] == "end"
+    assert_protocol(call)
+
+
+def test_store_failure_mid_call_still_hands_the_caller_to_a_person(call, monkeypatch):
+    answered(call)
+    from agent_handoff.errors import StoreError
+
+    store = wiring.call_store()
+
+    def broken(*args, **kwargs):
+        raise StoreError("DynamoDB get_item failed: ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(store, "current_turn", broken)
+
+    frames = call.say("what are your hours")
+
+    assert frames[-1]["type"] == "end" and "technical problem" in frames[-1]["handoffData"]
+    assert_protocol(call)
+
+
+# -- the handshake and bad frames -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "signature",
+    ["", "bm90IGEgc2lnbmF0dXJl", None],
+    ids=["empty", "wrong", "other-url"],
+)
+def test_bad_handshake_is_refused(call, signature):
+    call.dial()
+    if signature is None:
+        from twilio.request_validator import RequestValidator
+
+        signature = RequestValidator(sample.AUTH_TOKEN).compute_signature("wss://evil.example.com/live", {})
+    assert call.connect(signature=signature) == 403
+
+
+def test_unsigned_handshake_is_refused(call, lambda_context):
+    from devtools.events import ws_connect_event
+
+    call.dial()
+    event = ws_connect_event(call.connection_id, auth_token=None)
+    assert FUNCTIONS.voice_relay.handler(event, lambda_context) == {"statusCode": 403}
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "not json",
+        "[]",
+        '{"type": "prompt", "voicePrompt": "hi"}',  # before setup
+        '{"type": "hello"}',
+        '{"type": "prompt"}',
+        '{"type": "setup", "callSid": "nope"}',
+        '{"type": "dtmf", "digit": "12"}',
+        "",
+    ],
+)
+def test_bad_frames_get_no_frame_back_and_change_nothing(call, aws, frame):
+    call.dial()
+    call.connect()
+    before = aws.items()
+
+    assert call.send(frame) == []
+
+    assert aws.items() == before
+
+
+def test_frame_from_an_unknown_connection_is_dropped(call, aws):
+    answered(call)
+    before = aws.items()
+    call.connection_id = "unknownConn="
+    assert call.say("hi") == []
+    assert aws.items() == before
+
+
+def test_error_and_info_frames_are_only_logged(call):
+    answered(call)
+    assert call.send({"type": "error", "description": "Invalid message received (64107)"}) == []
+    assert call.send({"type": "info", "name": "roundTripDelayMs", "value": "120"}) == []
+
+
+@pytest.mark.parametrize("missing", ["CallSid", "SessionStatus"])
+def test_action_callback_needs_its_fields(call, aws, lambda_context, missing):
+    from devtools.events import action_params, http_api_event
+
+    params = action_params(
+        account_sid=sample.ACCOUNT_SID,
+        call_sid=call.call_sid,
+        caller=call.caller,
+        agent=call.agent,
+        session_status="failed",
+    )
+    del params[missing]
+    response = FUNCTIONS.voice_action.handler(
+        http_api_event("/voice/action", params, auth_token=sample.AUTH_TOKEN), lambda_context
+    )
+    assert response["statusCode"] == 400 and missing in response["body"]
+    assert aws.items() == []
