@@ -14,7 +14,17 @@ import sys
 from typing import Any
 
 from devtools import sample
-from devtools.events import http_api_event, sms_params
+from devtools.events import (
+    WS_DOMAIN,
+    WS_STAGE,
+    action_params,
+    call_params,
+    http_api_event,
+    sms_params,
+    ws_connect_event,
+    ws_disconnect_event,
+    ws_message_event,
+)
 from devtools.template import ROOT
 
 EVENTS = ROOT / "events"
@@ -76,6 +86,83 @@ def _dispatch_stream() -> dict[str, Any]:
     }
 
 
+CALL_SID = "CA" + "3" * 32
+CONNECTION_ID = "L0SM9cOFvHcCIhw="
+RELAY_URL = f"wss://{WS_DOMAIN}/{WS_STAGE}"
+
+
+def _fixed(event: dict[str, Any]) -> dict[str, Any]:
+    """Pin the request ids and times the event builders draw, so the files do not churn."""
+    context = event["requestContext"]
+    for key in ("extendedRequestId", "requestId"):
+        if key in context:
+            context[key] = "sample"
+    for key in ("connectedAt", "requestTimeEpoch", "timeEpoch"):
+        if key in context:
+            context[key] = int(FIXED_TIME * 1000)
+    for key in ("requestTime", "time"):
+        if key in context:
+            context[key] = "18/Nov/2026:20:26:40 +0000"
+    return event
+
+
+def _frame(message: dict[str, Any]) -> dict[str, Any]:
+    return _fixed(ws_message_event(CONNECTION_ID, json.dumps(message)))
+
+
+def _action(status: str, **extra: str) -> dict[str, Any]:
+    params = action_params(
+        account_sid=sample.ACCOUNT_SID,
+        call_sid=CALL_SID,
+        caller=sample.CUSTOMER_NUMBER,
+        agent=sample.AGENT_NUMBER,
+        session_status=status,
+        session_id="VX" + "4" * 32,
+        **extra,
+    )
+    return _fixed(http_api_event("/voice/action", params, auth_token=sample.AUTH_TOKEN, at=FIXED_TIME))
+
+
+def _voice_events() -> dict[str, Any]:
+    call = call_params(
+        account_sid=sample.ACCOUNT_SID, call_sid=CALL_SID, caller=sample.CUSTOMER_NUMBER, agent=sample.AGENT_NUMBER
+    )
+    setup = {
+        "type": "setup",
+        "sessionId": "VX" + "4" * 32,
+        "callSid": CALL_SID,
+        "parentCallSid": "",
+        "from": sample.CUSTOMER_NUMBER,
+        "to": sample.AGENT_NUMBER,
+        "forwardedFrom": "",
+        "callerName": "",
+        "direction": "inbound",
+        "callType": "PSTN",
+        "callStatus": "RINGING",
+        "accountSid": sample.ACCOUNT_SID,
+        "customParameters": {"conversationId": HANDOFF_PAYLOAD["conversationId"]},
+    }
+    return {
+        "voice-incoming-call.json": _fixed(http_api_event("/voice", call, auth_token=sample.AUTH_TOKEN, at=FIXED_TIME)),
+        "relay-connect.json": _fixed(ws_connect_event(CONNECTION_ID, auth_token=sample.AUTH_TOKEN)),
+        "relay-setup.json": _frame(setup),
+        "relay-prompt.json": _frame(
+            {"type": "prompt", "voicePrompt": "What are your opening hours?", "lang": "en-US", "last": True}
+        ),
+        "relay-prompt-human.json": _frame(
+            {"type": "prompt", "voicePrompt": "Can I talk to a person please?", "lang": "en-US", "last": True}
+        ),
+        "relay-interrupt.json": _frame(
+            {"type": "interrupt", "utteranceUntilInterrupt": "We're open Monday", "durationUntilInterruptMs": 850}
+        ),
+        "relay-dtmf.json": _frame({"type": "dtmf", "digit": "0"}),
+        "relay-disconnect.json": _fixed(ws_disconnect_event(CONNECTION_ID)),
+        "voice-action-handoff.json": _action("ended", handoff_data=json.dumps(HANDOFF_PAYLOAD, separators=(",", ":"))),
+        "voice-action-hangup.json": _action("completed"),
+        "voice-action-failed.json": _action("failed", error_code="64105"),
+    }
+
+
 def build() -> dict[str, Any]:
     env = {
         "Parameters": {
@@ -86,12 +173,14 @@ def build() -> dict[str, Any]:
             "SESSIONS_TABLE_NAME": sample.TABLE_NAME,
             "TWILIO_SECRET_ARN": "",
             "LLM_PROVIDER": "rules",
+            "RELAY_WEBSOCKET_URL": RELAY_URL,
         },
     }
     return {
         "sms-message.json": _sms("What are your opening hours?", "SM" + "1" * 32),
         "sms-human.json": _sms("I want to speak to a real person, please", "SM" + "2" * 32),
         "dispatch-stream.json": _dispatch_stream(),
+        **_voice_events(),
         "env.json": env,
     }
 

@@ -68,7 +68,8 @@ class VoiceCall:
             http_api_event("/voice", params, auth_token=self.auth_token, query=query), self.context
         )
         if response["statusCode"] == 200:
-            self._read_connect(response["body"])
+            if "<ConversationRelay" in response["body"]:
+                self._read_connect(response["body"])
         return response
 
     def _read_connect(self, twiml: str) -> None:

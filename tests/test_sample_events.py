@@ -57,3 +57,48 @@ def test_dispatch_sample(sam_env, studio, lambda_context):
     assert result == {"batchItemFailures": []}
     (execution,) = studio.created
     assert execution.handoff_data == json.loads(plain_item(image)["payload"])
+
+
+def test_voice_samples_play_a_whole_call(sam_env, lambda_context, monkeypatch):
+    from devtools.connections import ConnectionsEndpoint
+
+    incoming, relay, action = (load_handler(d) for d in ("incoming_call", "voice_relay", "voice_action"))
+    with ConnectionsEndpoint() as connections:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", connections.url)
+        wiring.reset()
+        answer = incoming.handler(event("voice-incoming-call.json"), lambda_context)
+        assert answer["statusCode"] == 200 and "<ConversationRelay" in answer["body"]
+        assert relay.handler(event("relay-connect.json"), lambda_context) == {"statusCode": 200}
+        for name in (
+            "relay-setup.json",
+            "relay-prompt.json",
+            "relay-interrupt.json",
+            "relay-dtmf.json",
+            "relay-disconnect.json",
+        ):
+            assert relay.handler(event(name), lambda_context) == {"statusCode": 200}, name
+        connection = event("relay-connect.json")["requestContext"]["connectionId"]
+        frames = connections.messages(connection)
+        assert frames[0]["type"] == "text" and frames[-1]["type"] == "end"  # the prompt's answer, then 0 pressed
+
+    for name, expected in (
+        ("voice-action-handoff.json", "<Redirect"),
+        ("voice-action-hangup.json", "<Response />"),
+        ("voice-action-failed.json", "<Redirect"),
+    ):
+        response = action.handler(event(name), lambda_context)
+        assert response["statusCode"] == 200 and expected in response["body"], (name, response["body"])
+
+
+def test_relay_prompt_for_a_human_sample(sam_env, lambda_context, monkeypatch):
+    from devtools.connections import ConnectionsEndpoint
+
+    incoming, relay = load_handler("incoming_call"), load_handler("voice_relay")
+    with ConnectionsEndpoint() as connections:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", connections.url)
+        wiring.reset()
+        incoming.handler(event("voice-incoming-call.json"), lambda_context)
+        for name in ("relay-connect.json", "relay-setup.json", "relay-prompt-human.json"):
+            relay.handler(event(name), lambda_context)
+        connection = event("relay-connect.json")["requestContext"]["connectionId"]
+        assert [f["type"] for f in connections.messages(connection)][-1] == "end"

@@ -372,3 +372,19 @@ def test_action_callback_needs_its_fields(call, aws, lambda_context, missing):
     )
     assert response["statusCode"] == 400 and missing in response["body"]
     assert aws.items() == []
+
+
+def test_call_routed_into_the_flow_trigger_returns_at_once_from_its_redirect_widget(call, aws):
+    """Number -> /voice directly; handoff -> flow's incoming-call trigger -> ai_agent widget -> /voice again."""
+    answered(call)
+    call.say("I need a human")
+    into_flow = call.finish()
+    assert query_of(into_flow)["Trigger"] == "incomingCall"
+
+    again = call.dial(query=f"FlowSid={sample.FLOW_SID}")  # the TwiML Redirect widget of that flow
+
+    assert again["statusCode"] == 200 and "<ConversationRelay" not in again["body"]
+    query = query_of(again["body"])
+    assert query["FlowEvent"] == "return"
+    assert json.loads(query["HandoffData"])["attributes"]["reason"] == "The customer asked to speak with a human agent."
+    assert stored_call(aws, call.call_sid)["routedTo"] == f"studio-return:{sample.FLOW_SID}"

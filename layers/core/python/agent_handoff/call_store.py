@@ -78,7 +78,8 @@ class CallStore(DynamoTable):
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ConcurrentUpdate as exc:
-            return _call_from(plain_item(exc.existing or item)), False
+            existing = _call_from(plain_item(exc.existing)) if exc.existing else self.get_call(call.call_sid)
+            return existing or call, False
         return call, True
 
     def get_call(self, call_sid: str) -> CallSession | None:

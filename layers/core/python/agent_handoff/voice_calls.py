@@ -68,6 +68,12 @@ class VoiceCalls:
             ),
             now=int(self._clock()),
         )
+        if not created and call.handoff_payload and call.handoff_state in ("pending", "end_sent", "routed"):
+            # The handed-off call came back through the handoff flow's TwiML Redirect widget
+            # (the flow's incoming-call entry leads here): return it to that flow with its payload.
+            log.info("call %s re-entered /voice after its handoff; returning it to the flow", call_sid)
+            payload = HandoffPayload.model_validate_json(call.handoff_payload)
+            return self._route(call_sid, call, payload, now=int(self._clock()), return_flow_sid=return_flow_sid)
         log.info(
             "call %s from %s %s", call_sid, mask_phone(caller), "answered" if created else "answered again (retry)"
         )
@@ -112,12 +118,15 @@ class VoiceCalls:
             return self._payload(call, "The AI agent handed off the call.")
         return None
 
-    def _route(self, call_sid: str, call: CallSession | None, payload: HandoffPayload, *, now: int) -> str:
+    def _route(
+        self, call_sid: str, call: CallSession | None, payload: HandoffPayload, *, now: int, return_flow_sid: str = ""
+    ) -> str:
         routing = self._routing
-        if call is not None and call.return_flow_sid:
-            target = f"studio-return:{call.return_flow_sid}"
+        return_flow_sid = return_flow_sid or (call.return_flow_sid if call is not None else "")
+        if return_flow_sid:
+            target = f"studio-return:{return_flow_sid}"
             twiml = voice_twiml.resume_studio_flow(
-                account_sid=routing.account_sid, flow_sid=call.return_flow_sid, payload=payload
+                account_sid=routing.account_sid, flow_sid=return_flow_sid, payload=payload
             )
         elif routing.taskrouter_workflow_sid:
             target = f"enqueue:{routing.taskrouter_workflow_sid}"
