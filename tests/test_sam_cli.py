@@ -54,7 +54,7 @@ def test_sam_build_default_arm64(tmp_path):
         "VoiceRelayFunction",
         "VoiceActionFunction",
     ):
-        assert sorted(p.name for p in (build / function).iterdir()) == ["app.py"]
+        assert [p.name for p in (build / function).rglob("*") if p.is_file()] == ["app.py"]
     assert (build / "CoreLayer" / "python" / "agent_handoff" / "wiring.py").is_file()
     cores = list((build / "DependenciesLayer" / "python" / "pydantic_core").glob("*.so"))
     assert cores and all("aarch64" in c.name and "cpython-313" in c.name for c in cores)

@@ -162,8 +162,10 @@ def test_function_builds_hold_only_their_handler(tmp_path):
     for logical_id, folder in FUNCTIONS.items():
         out = tmp_path / logical_id
         _make(ROOT / "functions", f"build-{logical_id}", out)
-        assert sorted(p.name for p in out.iterdir()) == ["app.py"]
-        assert (out / "app.py").read_bytes() == (ROOT / "functions" / folder / "app.py").read_bytes()
+        assert [str(p.relative_to(out)) for p in sorted(out.rglob("*")) if p.is_file()] == [f"{folder}/app.py"]
+        assert (out / folder / "app.py").read_bytes() == (ROOT / "functions" / folder / "app.py").read_bytes()
+        handler = load_template()["Resources"][logical_id]["Properties"]["Handler"]
+        assert handler == f"{folder}.app.handler"
 
 
 def test_core_layer_build(tmp_path):
