@@ -1,6 +1,9 @@
 # Everything a developer runs, with only Python 3.11+, pip and make installed.
-#   make demo    set up, then talk to the agent over SMS on an in-process AWS (moto) and Studio fake
+#   make local   set up, then run the whole bundle on loopback (AWS on moto, a gateway, Studio recorder)
 #   make test    set up, then lint and run every test (what CI runs)
+#   make sms URL=http://127.0.0.1:3000    text the running stack as a customer
+#   make call URL=http://127.0.0.1:3000   call the running stack over ConversationRelay's protocol
+#   make demo    an SMS conversation with no server at all (in-process)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +17,7 @@ PY := PYTHONPATH=$(CURDIR)/layers/core/python:$(CURDIR) $(BIN)/python
 export SAM_CLI_TELEMETRY := 0
 export TAC_ANALYTICS_DISABLED := true
 
-.PHONY: help setup demo test lint events build validate clean
+.PHONY: help setup local sms call demo test lint events flow build validate clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -33,6 +36,16 @@ $(SAM): requirements-sam.txt
 
 setup: $(BIN)/.installed $(SAM)
 
+local: $(BIN)/.installed
+	$(PY) -m devtools.local_stack $(if $(PORT),--port $(PORT),)
+
+URL ?= http://127.0.0.1:3000
+sms: $(BIN)/.installed
+	$(PY) -m devtools.sms_phone --url $(URL) $(if $(SCRIPT),--script $(SCRIPT),)
+
+call: $(BIN)/.installed
+	$(PY) -m devtools.voice_phone --url $(URL) $(if $(SCRIPT),--script $(SCRIPT),)
+
 demo: $(BIN)/.installed
 	$(PY) -m devtools.sms_phone $(if $(SCRIPT),--script $(SCRIPT),)
 
@@ -45,6 +58,9 @@ test: setup lint
 
 events: $(BIN)/.installed
 	$(PY) -m devtools.make_events
+
+flow: $(BIN)/.installed
+	$(PY) -m devtools.studio_flow
 
 validate: $(SAM)
 	$(SAM) validate --lint

@@ -2,6 +2,7 @@
 
     python -m devtools.sms_phone                   # interactive (Ctrl-D to end)
     python -m devtools.sms_phone --script FILE     # one message per line, for demos and tests
+    python -m devtools.sms_phone --url URL         # against a running stack (make local prints URL)
 
 Runs InboundSmsFunction and HandoffDispatchFunction in this process, on moto's DynamoDB and
 SQS (tables from template.yaml) and a loopback Studio recorder, with webhooks signed by
@@ -81,6 +82,60 @@ def converse(lines: Iterable[str], out: TextIO, *, customer: str, prompt: bool, 
         return len(studio.created)
 
 
+def converse_remote(
+    lines: Iterable[str], out: TextIO, *, url: str, customer: str, prompt: bool, account_sid: str, auth_token: str,
+    signed_base: str | None = None, wait_seconds: float = 5.0,
+) -> int:
+    """The same conversation against a running local stack (or any deployment) over HTTP."""
+    import time
+
+    from devtools.events import sms_params
+    from devtools.local_stack import STUDIO_PATH
+    from devtools.twilio_side import get_json, post_signed
+
+    base = url.rstrip("/")
+    seen = len(_executions(base, STUDIO_PATH, get_json))
+    for line in _prompted(lines, out, prompt):
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        if not prompt:
+            out.write(f"you> {text}\n")
+        params = sms_params(account_sid=account_sid, body=text, customer=customer)
+        status, body = post_signed(f"{base}/sms", params, auth_token, signed_url=f"{(signed_base or base).rstrip('/')}/sms")
+        out.write(_describe_reply({"statusCode": status, "body": body}))
+        # Let the dispatcher deliver any handoff the message caused before showing Studio's side.
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline and _undelivered(base, get_json):
+            time.sleep(0.1)
+        executions = _executions(base, STUDIO_PATH, get_json)
+        for execution in executions[seen:]:
+            data = json.loads(execution["parameters"])["HandoffData"]
+            out.write(
+                f"   [studio] {execution['status']} execution {execution['sid'] or '-'} on {execution['flow_sid']}"
+                f" To={execution['to']} From={execution['from_']}\n"
+                f"   [studio] HandoffData reason: {data['attributes'].get('reason')}\n"
+            )
+        seen = len(executions)
+    return sum(1 for e in _executions(base, STUDIO_PATH, get_json) if e["status"] == 201)
+
+
+def _undelivered(base: str, get_json) -> bool:
+    from devtools.local_stack import HANDOFFS_PATH
+
+    try:
+        return any(h["status"] in ("pending", "dispatching") for h in get_json(base + HANDOFFS_PATH))
+    except OSError:
+        return False
+
+
+def _executions(base: str, path: str, get_json) -> list[dict]:
+    try:
+        return get_json(base + path)
+    except OSError:
+        return []  # not a local stack: no recorder to show
+
+
 def _prompted(lines: Iterable[str], out: TextIO, prompt: bool) -> Iterable[str]:
     for line in lines:
         yield line
@@ -103,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--script", type=argparse.FileType("r"), help="a file with one customer message per line")
     parser.add_argument("--customer", default=sample.CUSTOMER_NUMBER, help="the customer's number (From)")
     parser.add_argument("--logs", action="store_true", help="show the functions' structured logs")
+    parser.add_argument("--url", help="a running stack's base URL (make local prints it); default: in-process")
+    parser.add_argument("--signed-url", help="the base URL Twilio would sign, when it differs (a tunnel)")
     args = parser.parse_args(argv)
     interactive = args.script is None and sys.stdin.isatty()
     if interactive:
@@ -113,9 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     if not interactive and args.script is None:
         # Nothing piped in (as under CI, or `make demo` without a terminal): play the bundled demo.
         source = sys.stdin.readlines() or (ROOT / "devtools" / "scripts" / "sms-demo.txt").open()
-    executions = converse(
-        source, sys.stdout, customer=args.customer, prompt=interactive, log_level="INFO" if args.logs else "WARNING"
-    )
+    if args.url:
+        executions = converse_remote(
+            source, sys.stdout, url=args.url, customer=args.customer, prompt=interactive,
+            account_sid=os.environ.get("TWILIO_ACCOUNT_SID", sample.ACCOUNT_SID),
+            auth_token=os.environ.get("TWILIO_AUTH_TOKEN", sample.AUTH_TOKEN), signed_base=args.signed_url,
+        )
+    else:
+        executions = converse(
+            source, sys.stdout, customer=args.customer, prompt=interactive, log_level="INFO" if args.logs else "WARNING"
+        )
     print(f"\n{executions} Studio execution(s) started.")
     return 0
 

@@ -44,7 +44,7 @@ class Settings(BaseModel):
     memory_store_id: str = Field("", alias="TWILIO_MEMORY_STORE_ID")
     sessions_table_name: str | None = Field(None, alias="SESSIONS_TABLE_NAME", min_length=3, max_length=255)
     studio_base_url: str = Field("https://studio.twilio.com", alias="STUDIO_BASE_URL", pattern=r"^https?://[^/\s]+")
-    public_base_url: str | None = Field(None, alias="PUBLIC_BASE_URL", pattern=r"^https://[^/\s]+")
+    public_base_url: str | None = Field(None, alias="PUBLIC_BASE_URL", pattern=r"^https?://[^/\s]+")
     dead_letter_queue_url: str | None = Field(None, alias="DEAD_LETTER_QUEUE_URL", pattern=r"^https?://")
 
     llm_provider: Literal["rules", "openai", "bedrock"] = Field("rules", alias="LLM_PROVIDER")
