@@ -1,0 +1,142 @@
+"""End to end over loopback: the real local stack, driven by the SMS and voice simulators."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from devtools import sample, sms_phone, voice_phone
+from devtools.events import action_params, call_params, sms_params
+from devtools.local_stack import LocalStack
+from devtools.template import ROOT, resource
+from devtools.twilio_side import post_signed
+
+
+@pytest.fixture(scope="module")
+def stack():
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "LLM_", "OPENAI_"))}
+    with LocalStack(port=0, log_level="WARNING", environ=environ) as running:
+        yield running
+
+
+def test_tables_and_queues_come_from_the_template(stack):
+    import boto3
+
+    table = boto3.client("dynamodb").describe_table(TableName=stack.physical["SessionsTable"])["Table"]
+    declared = resource("SessionsTable")["Properties"]
+    assert table["KeySchema"] == declared["KeySchema"]
+    assert table["StreamSpecification"]["StreamViewType"] == declared["StreamSpecification"]["StreamViewType"]
+    assert stack.physical["DispatchDeadLetterQueue"].startswith("http://")
+
+
+def test_sms_conversation_ends_in_exactly_one_studio_execution(stack):
+    before = len(stack.studio.requests)
+    out = io.StringIO()
+    customer = "+14155550142"
+
+    created = sms_phone.converse_remote(
+        ["What are your opening hours?\n", "I want to talk to a real person\n", "hello??\n"],
+        out,
+        url=stack.url,
+        customer=customer,
+        prompt=False,
+        account_sid=sample.ACCOUNT_SID,
+        auth_token=sample.AUTH_TOKEN,
+    )
+
+    transcript = out.getvalue()
+    assert "agent> We're open Monday to Friday" in transcript
+    assert transcript.rstrip().endswith("(no reply: a person has this conversation)")
+    mine = [r for r in stack.studio.requests[before:] if r.to == customer]
+    assert [r.status for r in mine] == [201] and created >= 1
+    execution = mine[0]
+    assert execution.flow_sid == sample.FLOW_SID and execution.from_ == sample.AGENT_NUMBER
+    assert execution.username == sample.ACCOUNT_SID
+    data = json.loads(execution.parameters)["HandoffData"]
+    assert set(data) == {"conversationId", "storeId", "profileId", "attributes"}
+    assert data["attributes"]["reason"] == "The customer asked to speak with a human agent."
+    assert [h["status"] for h in stack.handoffs() if h["to"] == customer] == ["delivered"]
+
+
+def test_call_ends_with_handoff_data_and_routing_twiml(stack):
+    out = io.StringIO()
+
+    result = asyncio.run(
+        voice_phone.place_call(
+            ["What are your opening hours?", "press 0"],
+            out,
+            url=stack.url,
+            account_sid=sample.ACCOUNT_SID,
+            auth_token=sample.AUTH_TOKEN,
+        )
+    )
+
+    assert result.handshake_status == 101
+    texts = [f for f in result.frames if f["type"] == "text"]
+    assert texts and all(isinstance(f["token"], str) for f in texts)
+    assert result.frames[-1]["type"] == "end"
+    payload = json.loads(result.end["handoffData"])
+    assert payload["attributes"]["reason"] == "The caller pressed 0 to speak with a person."
+    routing = result.twiml[-1]
+    assert "<Redirect" in routing and f"Flows/{sample.FLOW_SID}" in routing
+
+
+def test_bad_signatures_are_refused_at_every_entry_point(stack):
+    wrong = "wrong_token_0123456789abcdef"
+    sms = sms_params(account_sid=sample.ACCOUNT_SID, body="I need a human")
+    call = call_params(account_sid=sample.ACCOUNT_SID, call_sid="CA" + "7" * 32, caller="+1415", agent="+1415")
+    action = action_params(
+        account_sid=sample.ACCOUNT_SID, call_sid="CA" + "7" * 32, caller="+1", agent="+1", session_status="failed"
+    )
+    for path, params in (("/sms", sms), ("/voice", call), ("/voice/action", action)):
+        status, body = post_signed(stack.url + path, params, wrong)
+        assert status == 403, (path, body)
+        assert "Traceback" not in body
+    out = io.StringIO()
+    refused = asyncio.run(
+        voice_phone.place_call(
+            ["I need a human"],
+            out,
+            url=stack.url,
+            account_sid=sample.ACCOUNT_SID,
+            auth_token=sample.AUTH_TOKEN,
+            handshake_signature=base64.b64encode(b"not the signature").decode(),
+        )
+    )
+    assert refused.handshake_status == 403 and refused.frames == []
+
+
+def test_make_local_prints_the_urls_and_stops_on_ctrl_c(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
+    env["PYTHONPATH"] = f"{ROOT / 'layers' / 'core' / 'python'}:{ROOT}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devtools.local_stack", "--port", "0", "--log-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "make call URL=" in line:
+            break
+    banner = "".join(lines)
+    assert "Messaging webhook  POST http://127.0.0.1:" in banner and "/voice" in banner
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=20) == 0
+    assert "Stopping the local stack" in process.stdout.read()
