@@ -59,3 +59,139 @@ def test_sam_build_default_arm64(tmp_path):
     cores = list((build / "DependenciesLayer" / "python" / "pydantic_core").glob("*.so"))
     assert cores and all("aarch64" in c.name and "cpython-313" in c.name for c in cores)
     assert (build / "template.yaml").is_file()
+
+
+RUNNER = """
+import importlib, json, sys
+paths, module, event_file = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+sys.path[:0] = paths
+class Context:
+    function_name = "built"; function_version = "$LATEST"; memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:built"
+    aws_request_id = "built-0001"; log_group_name = "/aws/lambda/built"; log_stream_name = "built"
+    def get_remaining_time_in_millis(self): return 20000
+handler = importlib.import_module(module).handler
+print("RESULT " + json.dumps(handler(json.load(open(event_file)), Context())))
+"""
+
+SAMPLES = {
+    "InboundSmsFunction": ["sms-message.json"],
+    "HandoffDispatchFunction": ["dispatch-stream.json"],
+    "IncomingCallFunction": ["voice-incoming-call.json"],
+    "VoiceRelayFunction": ["relay-connect.json", "relay-setup.json", "relay-prompt.json"],
+    "VoiceActionFunction": ["voice-action-hangup.json"],
+}
+
+
+def test_every_function_runs_from_the_build_output_as_lambda_imports_it(tmp_path):
+    """Host-architecture build; each function sees only its folder, the layers and a boto3 runtime."""
+    import json
+    import platform
+    import sys
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from devtools import sample
+    from devtools.connections import ConnectionsEndpoint
+    from devtools.local_stack import free_port
+    from devtools.studio_recorder import StudioRecorder
+    from devtools.template import create_queue, create_table, load_template
+
+    arch = "x86_64" if platform.machine().lower() in ("x86_64", "amd64") else "arm64"
+    build = tmp_path / "build"
+    sam(
+        "build",
+        "--build-dir",
+        str(build),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--parameter-overrides",
+        f"Architecture={arch}",
+        env={
+            "LAYER_ARCH": "x86_64" if arch == "x86_64" else "aarch64",
+            "LAYER_PYTHON_VERSION": f"{sys.version_info.major}.{sys.version_info.minor}",
+        },
+    )
+    runtime = tmp_path / "runtime"  # what the Lambda Python runtime provides beside the stdlib
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            str(runtime),
+            f"boto3=={boto3.__version__}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    layers = [str(build / "CoreLayer" / "python"), str(build / "DependenciesLayer" / "python")]
+    events = json.loads((ROOT / "events" / "env.json").read_text())["Parameters"]
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    try:
+        with (
+            StudioRecorder(username=sample.ACCOUNT_SID, password=sample.AUTH_TOKEN) as studio,
+            ConnectionsEndpoint() as connections,
+        ):
+            aws = {
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                "AWS_ACCESS_KEY_ID": "x",
+                "AWS_SECRET_ACCESS_KEY": "x",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+            session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1")
+            dynamodb = session.client("dynamodb", endpoint_url=aws["AWS_ENDPOINT_URL"])
+            create_table(dynamodb, "SessionsTable", sample.TABLE_NAME)
+            queue = create_queue(
+                session.client("sqs", endpoint_url=aws["AWS_ENDPOINT_URL"]), "DispatchDeadLetterQueue", "dlq"
+            )
+            dispatch_event = json.loads((ROOT / "events" / "dispatch-stream.json").read_text())
+            dynamodb.put_item(TableName=sample.TABLE_NAME, Item=dispatch_event["Records"][0]["dynamodb"]["NewImage"])
+            env = {
+                "PATH": os.environ.get("PATH", ""),
+                **aws,
+                **events,
+                "STUDIO_BASE_URL": studio.base_url,
+                "DEAD_LETTER_QUEUE_URL": queue,
+                "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": connections.url,
+                "POWERTOOLS_LOG_LEVEL": "WARNING",
+                "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+            }
+            for logical_id, samples in SAMPLES.items():
+                handler = load_template()["Resources"][logical_id]["Properties"]["Handler"]
+                paths = [str(build / logical_id), *layers, str(runtime)]
+                for sample_event in samples:
+                    result = subprocess.run(
+                        [
+                            sys.executable,
+                            "-I",
+                            "-S",
+                            "-c",
+                            RUNNER,
+                            json.dumps(paths),
+                            handler.rpartition(".")[0],
+                            str(ROOT / "events" / sample_event),
+                        ],
+                        capture_output=True,
+                        text=True,
+                        env=env,
+                        timeout=120,
+                        check=False,
+                    )
+                    assert result.returncode == 0, (logical_id, sample_event, result.stderr[-3000:])
+                    answer = json.loads(result.stdout.split("RESULT ", 1)[1])
+                    if logical_id == "HandoffDispatchFunction":
+                        assert answer == {"batchItemFailures": []}
+                    else:
+                        assert answer["statusCode"] == 200, (logical_id, sample_event, answer)
+            assert len(studio.created) == 1
+            assert any(connections.frames.values())  # the prompt's reply went out through @connections
+    finally:
+        moto.stop()
