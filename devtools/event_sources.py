@@ -63,7 +63,9 @@ class StreamPoller:
             self._stop.wait(self._interval)
 
     def poll_once(self) -> None:
-        self._pending += [r for r in self._reader.poll() if not self._patterns or any(matches(p, r) for p in self._patterns)]
+        self._pending += [
+            r for r in self._reader.poll() if not self._patterns or any(matches(p, r) for p in self._patterns)
+        ]
         while self._pending and not self._stop.is_set():
             batch = self._pending[: self._batch_size]
             failed_from = self._invoke(batch)

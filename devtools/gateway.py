@@ -126,8 +126,13 @@ class Gateway:
                 "accountId": "123456789012",
                 "apiId": "local",
                 "domainName": request.host,
-                "http": {"method": request.method, "path": request.path, "protocol": "HTTP/1.1",
-                         "sourceIp": request.remote or "", "userAgent": request.headers.get("User-Agent", "")},
+                "http": {
+                    "method": request.method,
+                    "path": request.path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": request.remote or "",
+                    "userAgent": request.headers.get("User-Agent", ""),
+                },
                 "requestId": uuid.uuid4().hex[:16],
                 "routeKey": route_key,
                 "stage": "$default",
@@ -178,8 +183,9 @@ class Gateway:
         if "$connect" in self._ws_routes:
             logical_id, handler = self._ws_routes["$connect"]
             headers = dict(request.headers)
-            event = self._ws_event("$connect", connection_id, request, headers=headers,
-                                   queryStringParameters=dict(request.query) or None)
+            event = self._ws_event(
+                "$connect", connection_id, request, headers=headers, queryStringParameters=dict(request.query) or None
+            )
             result = await self._invoke(logical_id, handler, event, "$connect")
             if (result or {}).get("statusCode", 200) != 200:
                 return web.Response(status=result.get("statusCode", 403), text="Forbidden")
@@ -202,8 +208,9 @@ class Gateway:
                 await asyncio.gather(*pending, return_exceptions=True)
             if "$disconnect" in self._ws_routes:
                 logical_id, handler = self._ws_routes["$disconnect"]
-                await self._invoke(logical_id, handler, self._ws_event("$disconnect", connection_id, request),
-                                   "$disconnect")
+                await self._invoke(
+                    logical_id, handler, self._ws_event("$disconnect", connection_id, request), "$disconnect"
+                )
         return socket
 
     async def _post_to_connection(self, request: web.Request) -> web.Response:
@@ -219,4 +226,3 @@ class Gateway:
         if socket is not None:
             await socket.close()
         return web.Response(status=204)
-

@@ -30,11 +30,30 @@ from devtools import sample
 
 # Variables the product reads that a developer may set to leave the local defaults.
 PASS_THROUGH = (
-    "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY", "TWILIO_API_SECRET", "TWILIO_PHONE_NUMBER",
-    "TWILIO_STUDIO_HANDOFF_FLOW_SID", "TWILIO_TASKROUTER_WORKFLOW_SID", "HANDOFF_ATTRIBUTES", "TWILIO_MEMORY_STORE_ID",
-    "STUDIO_BASE_URL", "PUBLIC_BASE_URL", "RELAY_WEBSOCKET_URL", "LLM_PROVIDER", "OPENAI_BASE_URL", "OPENAI_API_KEY",
-    "OPENAI_MODEL", "BEDROCK_MODEL_ID", "LLM_TIMEOUT_SECONDS", "AGENT_SYSTEM_PROMPT", "HANDOFF_HOLD_SECONDS",
-    "HANDOFF_HOLD_MESSAGE", "VOICE_WELCOME_GREETING", "VOICE_LANGUAGE", "VOICE_TTS_VOICE",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_KEY",
+    "TWILIO_API_SECRET",
+    "TWILIO_PHONE_NUMBER",
+    "TWILIO_STUDIO_HANDOFF_FLOW_SID",
+    "TWILIO_TASKROUTER_WORKFLOW_SID",
+    "HANDOFF_ATTRIBUTES",
+    "TWILIO_MEMORY_STORE_ID",
+    "STUDIO_BASE_URL",
+    "PUBLIC_BASE_URL",
+    "RELAY_WEBSOCKET_URL",
+    "LLM_PROVIDER",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_MODEL",
+    "BEDROCK_MODEL_ID",
+    "LLM_TIMEOUT_SECONDS",
+    "AGENT_SYSTEM_PROMPT",
+    "HANDOFF_HOLD_SECONDS",
+    "HANDOFF_HOLD_MESSAGE",
+    "VOICE_WELCOME_GREETING",
+    "VOICE_LANGUAGE",
+    "VOICE_TTS_VOICE",
 )
 # The gateway lists the Studio recorder's executions here, for the simulators.
 STUDIO_PATH = "/_local/studio-executions"
@@ -181,7 +200,9 @@ class LocalStack:
 
         self.pollers = []
         for trigger in stream_triggers():
-            destination = ((trigger.properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+            destination = ((trigger.properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
+                "Destination"
+            )
             queue_url = physical.get(destination["Fn::GetAtt"][0]) if isinstance(destination, dict) else None
 
             def on_failure(record: dict[str, Any], queue_url: str | None = queue_url) -> None:
@@ -207,10 +228,14 @@ class LocalStack:
 
         rows = []
         for table in self._table_streams:
-            pages = boto3.client("dynamodb").get_paginator("scan").paginate(
-                TableName=self.physical[table],
-                FilterExpression="kind = :handoff",
-                ExpressionAttributeValues={":handoff": {"S": "handoff"}},
+            pages = (
+                boto3.client("dynamodb")
+                .get_paginator("scan")
+                .paginate(
+                    TableName=self.physical[table],
+                    FilterExpression="kind = :handoff",
+                    ExpressionAttributeValues={":handoff": {"S": "handoff"}},
+                )
             )
             rows += [plain_item(item) for page in pages for item in page["Items"]]
         return rows

@@ -83,8 +83,16 @@ def converse(lines: Iterable[str], out: TextIO, *, customer: str, prompt: bool, 
 
 
 def converse_remote(
-    lines: Iterable[str], out: TextIO, *, url: str, customer: str, prompt: bool, account_sid: str, auth_token: str,
-    signed_base: str | None = None, wait_seconds: float = 5.0,
+    lines: Iterable[str],
+    out: TextIO,
+    *,
+    url: str,
+    customer: str,
+    prompt: bool,
+    account_sid: str,
+    auth_token: str,
+    signed_base: str | None = None,
+    wait_seconds: float = 5.0,
 ) -> int:
     """The same conversation against a running local stack (or any deployment) over HTTP."""
     import time
@@ -102,7 +110,9 @@ def converse_remote(
         if not prompt:
             out.write(f"you> {text}\n")
         params = sms_params(account_sid=account_sid, body=text, customer=customer)
-        status, body = post_signed(f"{base}/sms", params, auth_token, signed_url=f"{(signed_base or base).rstrip('/')}/sms")
+        status, body = post_signed(
+            f"{base}/sms", params, auth_token, signed_url=f"{(signed_base or base).rstrip('/')}/sms"
+        )
         out.write(_describe_reply({"statusCode": status, "body": body}))
         # Let the dispatcher deliver any handoff the message caused before showing Studio's side.
         deadline = time.monotonic() + wait_seconds
@@ -172,9 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         source = sys.stdin.readlines() or (ROOT / "devtools" / "scripts" / "sms-demo.txt").open()
     if args.url:
         executions = converse_remote(
-            source, sys.stdout, url=args.url, customer=args.customer, prompt=interactive,
+            source,
+            sys.stdout,
+            url=args.url,
+            customer=args.customer,
+            prompt=interactive,
             account_sid=os.environ.get("TWILIO_ACCOUNT_SID", sample.ACCOUNT_SID),
-            auth_token=os.environ.get("TWILIO_AUTH_TOKEN", sample.AUTH_TOKEN), signed_base=args.signed_url,
+            auth_token=os.environ.get("TWILIO_AUTH_TOKEN", sample.AUTH_TOKEN),
+            signed_base=args.signed_url,
         )
     else:
         executions = converse(

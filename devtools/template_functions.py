@@ -65,7 +65,10 @@ def functions() -> dict[str, FunctionSpec]:
         if resource["Type"] != "AWS::Serverless::Function":
             continue
         props = resource["Properties"]
-        env = {**globals_.get("Environment", {}).get("Variables", {}), **props.get("Environment", {}).get("Variables", {})}
+        env = {
+            **globals_.get("Environment", {}).get("Variables", {}),
+            **props.get("Environment", {}).get("Variables", {}),
+        }
         specs[logical_id] = FunctionSpec(
             logical_id=logical_id,
             handler=props.get("Handler", globals_.get("Handler", "")),
@@ -135,7 +138,7 @@ class Resolver:
         if isinstance(node, (str, int, float, bool)):
             return str(node).lower() if isinstance(node, bool) else str(node)
         if isinstance(node, dict) and len(node) == 1:
-            (name, argument), = node.items()
+            ((name, argument),) = node.items()
             if name == "Ref":
                 return self._ref(argument)
             if name == "Fn::If":
@@ -149,7 +152,7 @@ class Resolver:
         return self._truth(self._conditions[name])
 
     def _truth(self, node: Any) -> bool:
-        (name, argument), = node.items()
+        ((name, argument),) = node.items()
         if name == "Fn::Equals":
             return self.value(argument[0]) == self.value(argument[1])
         if name == "Fn::Not":
@@ -163,8 +166,13 @@ class Resolver:
             return self._parameters[name]
         if name in self._physical:
             return self._physical[name]
-        pseudo = {"AWS::Region": "us-east-1", "AWS::URLSuffix": "amazonaws.com", "AWS::AccountId": "123456789012",
-                  "AWS::Partition": "aws", "AWS::StackName": "local"}
+        pseudo = {
+            "AWS::Region": "us-east-1",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::AccountId": "123456789012",
+            "AWS::Partition": "aws",
+            "AWS::StackName": "local",
+        }
         if name in pseudo:
             return pseudo[name]
         raise TemplateError(f"no local value for {name}")

@@ -43,8 +43,15 @@ class CallResult:
 
 
 async def place_call(
-    lines: Iterable[str], out: TextIO, *, url: str, account_sid: str, auth_token: str,
-    caller: str = sample.CUSTOMER_NUMBER, agent: str = sample.AGENT_NUMBER, signed_base: str | None = None,
+    lines: Iterable[str],
+    out: TextIO,
+    *,
+    url: str,
+    account_sid: str,
+    auth_token: str,
+    caller: str = sample.CUSTOMER_NUMBER,
+    agent: str = sample.AGENT_NUMBER,
+    signed_base: str | None = None,
     handshake_signature: str | None = None,
 ) -> CallResult:
     import aiohttp
@@ -53,8 +60,12 @@ async def place_call(
     result = CallResult()
     call_sid = "CA" + uuid.uuid4().hex
     status, twiml = await asyncio.to_thread(
-        post_signed, f"{base}/voice", call_params(account_sid=account_sid, call_sid=call_sid, caller=caller,
-                                                 agent=agent), auth_token, signed_url=f"{signed}/voice")
+        post_signed,
+        f"{base}/voice",
+        call_params(account_sid=account_sid, call_sid=call_sid, caller=caller, agent=agent),
+        auth_token,
+        signed_url=f"{signed}/voice",
+    )
     out.write(f"[twiml {status}] {twiml}\n")
     result.twiml.append(twiml)
     if status != 200:
@@ -63,12 +74,21 @@ async def place_call(
     relay = connect.find("ConversationRelay")
     relay_url, action_url = relay.get("url"), connect.get("action")
     parameters = {p.get("name"): p.get("value") for p in relay.findall("Parameter")}
-    signature = handshake_signature if handshake_signature is not None else (
-        RequestValidator(auth_token).compute_signature(relay_url, {}))
+    signature = (
+        handshake_signature
+        if handshake_signature is not None
+        else (RequestValidator(auth_token).compute_signature(relay_url, {}))
+    )
 
     async def session_ends(session_status: str, **extra: str) -> str:
-        params = action_params(account_sid=account_sid, call_sid=call_sid, caller=caller, agent=agent,
-                               session_status=session_status, **extra)
+        params = action_params(
+            account_sid=account_sid,
+            call_sid=call_sid,
+            caller=caller,
+            agent=agent,
+            session_status=session_status,
+            **extra,
+        )
         code, body = await asyncio.to_thread(post_signed, action_url, params, auth_token)
         out.write(f"[action {session_status} -> {code}] {body}\n")
         result.twiml.append(body)
@@ -85,11 +105,20 @@ async def place_call(
         async with socket:
             if relay.get("welcomeGreeting"):
                 out.write(f"agent> {relay.get('welcomeGreeting')}   (welcome greeting)\n")
-            await socket.send_json({
-                "type": "setup", "sessionId": "VX" + uuid.uuid4().hex, "callSid": call_sid, "from": caller,
-                "to": agent, "direction": "inbound", "callType": "PSTN", "callStatus": "RINGING",
-                "accountSid": account_sid, "customParameters": parameters,
-            })
+            await socket.send_json(
+                {
+                    "type": "setup",
+                    "sessionId": "VX" + uuid.uuid4().hex,
+                    "callSid": call_sid,
+                    "from": caller,
+                    "to": agent,
+                    "direction": "inbound",
+                    "callType": "PSTN",
+                    "callStatus": "RINGING",
+                    "accountSid": account_sid,
+                    "customParameters": parameters,
+                }
+            )
             for line in lines:
                 text = line.strip()
                 if not text:
@@ -152,11 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     source: Iterable[str] = args.script or sys.stdin
     if not interactive and args.script is None:
         source = sys.stdin.readlines() or ["What are your opening hours?", "I'd like to speak to a person"]
-    result = asyncio.run(place_call(
-        source, sys.stdout, url=args.url, signed_base=args.signed_url,
-        account_sid=os.environ.get("TWILIO_ACCOUNT_SID", sample.ACCOUNT_SID),
-        auth_token=os.environ.get("TWILIO_AUTH_TOKEN", sample.AUTH_TOKEN),
-    ))
+    result = asyncio.run(
+        place_call(
+            source,
+            sys.stdout,
+            url=args.url,
+            signed_base=args.signed_url,
+            account_sid=os.environ.get("TWILIO_ACCOUNT_SID", sample.ACCOUNT_SID),
+            auth_token=os.environ.get("TWILIO_AUTH_TOKEN", sample.AUTH_TOKEN),
+        )
+    )
     print("\nhanded off" if result.end else "\ncall ended")
     return 0
 
