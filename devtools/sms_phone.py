@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TextIO
 
 from devtools import sample
@@ -32,20 +32,57 @@ for _key, _value in {
     os.environ.setdefault(_key, _value)
 
 
+Send = Callable[[dict[str, str]], tuple[int, str]]
+
+
+def _conversation(
+    lines: Iterable[str],
+    out: TextIO,
+    *,
+    customer: str,
+    account_sid: str,
+    prompt: bool,
+    send: Send,
+    executions: Callable[[], list[dict]],
+) -> int:
+    """Each line goes out as a signed SMS webhook; the reply and any new Studio execution are shown."""
+    from devtools.events import sms_params
+
+    seen = len(executions())
+    for line in _prompted(lines, out, prompt):
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        if not prompt:
+            out.write(f"you> {text}\n")
+        status, body = send(sms_params(account_sid=account_sid, body=text, customer=customer))
+        out.write(_describe_reply(status, body))
+        rows = executions()
+        for execution in rows[seen:]:
+            data = json.loads(execution["parameters"])["HandoffData"]
+            out.write(
+                f"   [studio] {execution['status']} execution {execution['sid'] or '-'} on {execution['flow_sid']}"
+                f" To={execution['to']} From={execution['from_']}\n"
+                f"   [studio] HandoffData reason: {data['attributes'].get('reason')}\n"
+            )
+        seen = len(rows)
+    return sum(1 for execution in executions() if execution["status"] == 201)
+
+
 def converse(lines: Iterable[str], out: TextIO, *, customer: str, prompt: bool, log_level: str = "WARNING") -> int:
-    """Send each line as an SMS and print what happens. Returns the number of Studio executions."""
+    """In this process: the functions on moto, the outbox delivered after each message."""
     import boto3
     from moto import mock_aws
 
     from agent_handoff import wiring
-    from devtools.events import http_api_event, sms_params
+    from devtools.events import http_api_event
     from devtools.streams import StreamReader, filter_patterns, lambda_event, matches
     from devtools.studio_recorder import StudioRecorder
     from devtools.template import create_queue, create_table, resource
 
+    saved = dict(os.environ)
     with mock_aws(), StudioRecorder(username=sample.ACCOUNT_SID, password=sample.AUTH_TOKEN) as studio:
-        dynamodb = boto3.client("dynamodb")
-        table = create_table(dynamodb, "SessionsTable", sample.TABLE_NAME)
+        table = create_table(boto3.client("dynamodb"), "SessionsTable", sample.TABLE_NAME)
         queue_url = create_queue(boto3.client("sqs"), "DispatchDeadLetterQueue", sample.DEAD_LETTER_QUEUE_NAME)
         os.environ.update(
             sample.environment(
@@ -58,28 +95,27 @@ def converse(lines: Iterable[str], out: TextIO, *, customer: str, prompt: bool, 
         mapping = resource("HandoffDispatchFunction")["Properties"]["Events"]["HandoffOutbox"]["Properties"]
         patterns = filter_patterns(mapping)
 
-        for line in _prompted(lines, out, prompt):
-            text = line.rstrip("\n")
-            if not text.strip():
-                continue
-            if not prompt:
-                out.write(f"you> {text}\n")
-            params = sms_params(account_sid=sample.ACCOUNT_SID, body=text, customer=customer)
+        def send(params: dict[str, str]) -> tuple[int, str]:
             response = sms.handler(http_api_event("/sms", params, auth_token=sample.AUTH_TOKEN), LambdaContext())
-            out.write(_describe_reply(response))
             records = [r for r in outbox.poll() if any(matches(p, r) for p in patterns)]
             if records:
-                before = len(studio.requests)
                 dispatch.handler(lambda_event(records, table["LatestStreamArn"]), LambdaContext())
-                for execution in studio.requests[before:]:
-                    data = json.loads(execution.parameters)["HandoffData"]
-                    out.write(
-                        f"   [studio] {execution.status} execution {execution.sid or '-'} on {execution.flow_sid}"
-                        f" To={execution.to} From={execution.from_}\n"
-                        f"   [studio] HandoffData reason: {data['attributes'].get('reason')}\n"
-                    )
-        wiring.reset()
-        return len(studio.created)
+            return response["statusCode"], response["body"]
+
+        try:
+            return _conversation(
+                lines,
+                out,
+                customer=customer,
+                account_sid=sample.ACCOUNT_SID,
+                prompt=prompt,
+                send=send,
+                executions=lambda: [vars(r) for r in studio.requests],
+            )
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            wiring.reset()
 
 
 def converse_remote(
@@ -94,40 +130,31 @@ def converse_remote(
     signed_base: str | None = None,
     wait_seconds: float = 5.0,
 ) -> int:
-    """The same conversation against a running local stack (or any deployment) over HTTP."""
+    """Against a running stack over HTTP (make local); Studio's side is shown when it is a local stack."""
     import time
 
-    from devtools.events import sms_params
     from devtools.local_stack import STUDIO_PATH
     from devtools.twilio_side import get_json, post_signed
 
     base = url.rstrip("/")
-    seen = len(_executions(base, STUDIO_PATH, get_json))
-    for line in _prompted(lines, out, prompt):
-        text = line.rstrip("\n")
-        if not text.strip():
-            continue
-        if not prompt:
-            out.write(f"you> {text}\n")
-        params = sms_params(account_sid=account_sid, body=text, customer=customer)
-        status, body = post_signed(
-            f"{base}/sms", params, auth_token, signed_url=f"{(signed_base or base).rstrip('/')}/sms"
-        )
-        out.write(_describe_reply({"statusCode": status, "body": body}))
+
+    def send(params: dict[str, str]) -> tuple[int, str]:
+        answer = post_signed(f"{base}/sms", params, auth_token, signed_url=f"{(signed_base or base).rstrip('/')}/sms")
         # Let the dispatcher deliver any handoff the message caused before showing Studio's side.
         deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline and _undelivered(base, get_json):
             time.sleep(0.1)
-        executions = _executions(base, STUDIO_PATH, get_json)
-        for execution in executions[seen:]:
-            data = json.loads(execution["parameters"])["HandoffData"]
-            out.write(
-                f"   [studio] {execution['status']} execution {execution['sid'] or '-'} on {execution['flow_sid']}"
-                f" To={execution['to']} From={execution['from_']}\n"
-                f"   [studio] HandoffData reason: {data['attributes'].get('reason')}\n"
-            )
-        seen = len(executions)
-    return sum(1 for e in _executions(base, STUDIO_PATH, get_json) if e["status"] == 201)
+        return answer
+
+    return _conversation(
+        lines,
+        out,
+        customer=customer,
+        account_sid=account_sid,
+        prompt=prompt,
+        send=send,
+        executions=lambda: _executions(base, STUDIO_PATH, get_json),
+    )
 
 
 def _undelivered(base: str, get_json) -> bool:
@@ -154,10 +181,10 @@ def _prompted(lines: Iterable[str], out: TextIO, prompt: bool) -> Iterable[str]:
             out.flush()
 
 
-def _describe_reply(response: dict) -> str:
-    if response["statusCode"] != 200:
-        return f"   [http {response['statusCode']}] {response['body'].strip()}\n"
-    messages = [m.text or "" for m in ET.fromstring(response["body"]).findall("Message")]  # noqa: S314 - our own TwiML
+def _describe_reply(status: int, body: str) -> str:
+    if status != 200:
+        return f"   [http {status}] {body.strip()}\n"
+    messages = [m.text or "" for m in ET.fromstring(body).findall("Message")]  # noqa: S314 - our own TwiML
     if not messages:
         return "   (no reply: a person has this conversation)\n"
     return "".join(f"agent> {m}\n" for m in messages)

@@ -7,6 +7,7 @@ decoded one by one; every webhook and the handshake are signed with twilio's Req
 from __future__ import annotations
 
 import json
+import time
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
@@ -388,3 +389,19 @@ def test_call_routed_into_the_flow_trigger_returns_at_once_from_its_redirect_wid
     assert query["FlowEvent"] == "return"
     assert json.loads(query["HandoffData"])["attributes"]["reason"] == "The customer asked to speak with a human agent."
     assert stored_call(aws, call.call_sid)["routedTo"] == f"studio-return:{sample.FLOW_SID}"
+
+
+def test_prompt_that_overtakes_its_setup_is_still_answered(call):
+    """Frames are separate invocations: a prompt may start before the setup is stored."""
+    import threading
+
+    call.dial()
+    call.connect()
+    answers = []
+    prompt = threading.Thread(target=lambda: answers.append(call.say("what are your hours")))
+    prompt.start()
+    time.sleep(0.3)
+    call.setup()
+    prompt.join(10)
+
+    assert "Monday" in VoiceCall.spoken(call.frames)

@@ -10,6 +10,7 @@ about it, and exactly one `end` carries it, after the final `text` with `last: t
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from .speech import clauses
 log = logging.getLogger(__name__)
 
 CHANNEL = "VOICE"
+SETUP_GRACE_SECONDS = 1.5
 PRESSED_ZERO = Escalation("dtmf_zero", "The caller pressed 0 to speak with a person.")
 
 
@@ -204,10 +206,16 @@ class VoiceRelay:
 
     def _call_sid(self, connection_id: str) -> str | None:
         call_sid = self._call_of.get(connection_id)
-        if call_sid is None:
+        deadline = time.monotonic() + SETUP_GRACE_SECONDS
+        while call_sid is None:
             call_sid = self._calls.call_for_connection(connection_id)
             if call_sid:
                 self._remember(connection_id, call_sid)
+            elif time.monotonic() >= deadline:
+                return None
+            else:
+                # Frames are separate invocations: this one may have overtaken the setup still being stored.
+                time.sleep(0.1)
         return call_sid
 
     def _remember(self, connection_id: str, call_sid: str) -> None:
