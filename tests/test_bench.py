@@ -1,0 +1,32 @@
+"""The benchmark command still runs (its figures are read by people, not asserted here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from devtools.template import ROOT
+
+
+def test_bench_runs_and_reports_every_function():
+    env = {"PYTHONPATH": f"{ROOT / 'layers' / 'core' / 'python'}:{ROOT}", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "devtools.bench", "--pairs", "1", "--invocations", "3", "--skip-size"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for function in (
+        "InboundSmsFunction",
+        "HandoffDispatchFunction",
+        "IncomingCallFunction",
+        "VoiceRelayFunction",
+        "VoiceActionFunction",
+    ):
+        row = next(line for line in result.stdout.splitlines() if line.startswith(function))
+        assert float(row.split()[1]) > 0
+    assert "x the floor" in result.stdout and "prompt -> first text frame" in result.stdout
