@@ -25,3 +25,9 @@ def clauses(text: str) -> list[str]:
                 continue
         merged.append(piece)
     return merged
+
+
+def settled_length(text: str) -> int:
+    """How much of a growing text ends at a clause boundary: the rest may still change."""
+    ends = [m.end() for m in _BOUNDARY.finditer(text)]
+    return ends[-1] if ends else 0

@@ -36,7 +36,7 @@ from .relay_protocol import (
     Text,
     parse_inbound,
 )
-from .speech import clauses
+from .speaker import Speaker
 
 log = logging.getLogger(__name__)
 
@@ -137,35 +137,25 @@ class VoiceRelay:
                 return tool_result(CHANNEL)
             return tool_result(CHANNEL, error="a handoff is already under way for this call")
 
+        speaker = Speaker(sender.send, lambda: self._calls.current_turn(call_sid) == call.turn)
         outcome = self._agent.take_turn(
             call.history[:-1],
             text,
             unresolved_attempts=call.unresolved_attempts,
             on_handoff=on_handoff,
             escalation=forced,
+            speak=speaker.feed,
         )
-        completed = self._speak(call_sid, call.turn, outcome.reply, sender)
-        if completed:
+        if speaker.finish():
             history = (*call.history, Turn("assistant", outcome.reply))[-self._policy.history_limit :]
             self._calls.finish_turn(
                 call_sid, turn=call.turn, history=history, unresolved_attempts=outcome.unresolved_attempts
             )
+        else:
+            log.info("turn %d of call %s was interrupted or its socket closed", call.turn, call_sid)
         if outcome.handed_off:
             # Even if the caller talked over the goodbye: they asked for a person and get one.
             self._send_end(call_sid, sender)
-
-    def _speak(self, call_sid: str, turn: int, reply: str, sender: FrameSender) -> bool:
-        pieces = clauses(reply) or [reply]
-        for index, piece in enumerate(pieces):
-            if self._calls.current_turn(call_sid) != turn:
-                log.info(
-                    "turn %d of call %s was interrupted; %d clause(s) not sent", turn, call_sid, len(pieces) - index
-                )
-                return False
-            last = index == len(pieces) - 1
-            if not sender.send(Text(token=piece if last else piece + " ", last=last)):
-                return False
-        return True
 
     def _send_end(self, call_sid: str, sender: FrameSender) -> None:
         payload_json = self._calls.take_handoff_for_end(call_sid)

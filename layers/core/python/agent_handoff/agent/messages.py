@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -47,4 +47,12 @@ class Completion:
 class ChatProvider(Protocol):
     def complete(self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> Completion:
         """One model call. Raises ProviderError on any failure, timeout or unusable answer."""
+        ...
+
+
+class StreamingChatProvider(ChatProvider, Protocol):
+    def stream(
+        self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]
+    ) -> Iterator[str | Completion]:
+        """Text deltas as they come, then the whole Completion last. Raises ProviderError like complete()."""
         ...

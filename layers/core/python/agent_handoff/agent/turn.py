@@ -1,4 +1,9 @@
-"""One agent turn: history + system prompt + tools -> the reply, and a handoff when one is due."""
+"""One agent turn: history + system prompt + tools -> the reply, and a handoff when one is due.
+
+Everything the customer is to hear goes through one `speak` callback, in order, as soon as
+it is known: a streaming provider's text as it arrives, fixed replies when they are decided.
+The returned reply is exactly what was spoken, so history records what the customer heard.
+"""
 
 from __future__ import annotations
 
@@ -26,9 +31,11 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 _STYLE = {"SMS": "one or two sentences, no markdown", "VOICE": "spoken sentences, no lists, no markdown, no emoji"}
 AGENT_TROUBLE = "I'm sorry, I'm having trouble answering right now."
+TRY_AGAIN = f"{AGENT_TROUBLE} Please try again in a few minutes."
 
 # The handoff callback receives the reason and returns TAC's tool result (see handoff.tool_result).
 HandoffCallback = Callable[[str], dict[str, str]]
+Speak = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,37 @@ class TurnOutcome:
     handed_off: bool
     trigger: str  # "llm", an Escalation trigger, "agent_error", or "" when no handoff
     unresolved_attempts: int
+
+
+class _Voice:
+    """What has been said this turn, forwarded to the channel as it is said."""
+
+    def __init__(self, speak: Speak | None) -> None:
+        self._speak = speak
+        self.parts: list[str] = []
+
+    def say(self, text: str) -> None:
+        if not text:
+            return
+        if self.parts and not self.parts[-1].endswith((" ", "\n")) and not text.startswith((" ", "\n")):
+            text = " " + text
+        self.parts.append(text)
+        if self._speak is not None:
+            self._speak(text)
+
+    def stream(self, delta: str) -> None:
+        self.parts.append(delta)
+        if self._speak is not None:
+            self._speak(delta)
+
+    @property
+    def live(self) -> bool:
+        """Someone is listening as it is said: worth streaming the model's text to."""
+        return self._speak is not None
+
+    @property
+    def said(self) -> str:
+        return "".join(self.parts).strip()
 
 
 class Agent:
@@ -65,56 +103,76 @@ class Agent:
         unresolved_attempts: int,
         on_handoff: HandoffCallback,
         escalation: Escalation | None = None,
+        speak: Speak | None = None,
     ) -> TurnOutcome:
-        """`escalation` forces a handoff the channel decided on (a caller pressing 0)."""
+        """`escalation` forces a handoff the channel decided on (a caller pressing 0).
+
+        `speak` receives the reply piece by piece as it becomes known (voice streams it).
+        """
+        voice = _Voice(speak)
         escalation = escalation or self._policy.before_turn(user_text, unresolved_attempts)
         if escalation is not None:
-            return self._escalate(escalation, on_handoff, unresolved_attempts)
+            return self._escalate(voice, escalation, on_handoff, unresolved_attempts)
 
         attempts = unresolved_attempts + (1 if self._policy.signals_unresolved(user_text) else 0)
         messages = [ChatMessage(role=t.role, text=t.text) for t in history]
         messages.append(ChatMessage(role="user", text=user_text))
         try:
-            completion = self._provider.complete(self._system, messages, [HANDOFF_TOOL])
+            completion = self._ask(voice, messages, [HANDOFF_TOOL])
         except ProviderError as exc:
             log.warning("LLM failed, handing off: %s", exc)
-            return self._escalate(
-                Escalation("agent_error", f"The AI agent was unavailable ({exc})."),
-                on_handoff,
-                attempts,
-                apology=True,
-            )
+            trouble = Escalation("agent_error", f"The AI agent was unavailable ({exc}).")
+            return self._escalate(voice, trouble, on_handoff, attempts, apology=True)
 
         handoff_call = next((c for c in completion.tool_calls if c.name == HANDOFF_TOOL_NAME), None)
         if handoff_call is not None:
-            return self._llm_handoff(messages, completion, handoff_call, on_handoff, attempts)
+            return self._llm_handoff(voice, messages, completion, handoff_call, on_handoff, attempts)
         if completion.unresolved:
             attempts += 1
             if attempts >= 2:
-                return self._escalate(self._policy.unresolved(), on_handoff, attempts)
+                return self._escalate(voice, self._policy.unresolved(), on_handoff, attempts)
         if not completion.text:
             # A model that answers nothing (or only calls unknown tools) cannot be left to strand the customer.
-            return self._escalate(
-                Escalation("agent_error", "The AI agent produced no answer."), on_handoff, attempts, apology=True
-            )
-        return TurnOutcome(reply=completion.text, handed_off=False, trigger="", unresolved_attempts=attempts)
+            silent = Escalation("agent_error", "The AI agent produced no answer.")
+            return self._escalate(voice, silent, on_handoff, attempts, apology=True)
+        if not voice.parts:
+            voice.say(completion.text)  # a provider that does not stream
+        return TurnOutcome(reply=voice.said, handed_off=False, trigger="", unresolved_attempts=attempts)
+
+    def _ask(self, voice: _Voice, messages: list[ChatMessage], tools: list[ToolSpec]) -> Completion:
+        """One model call; a streaming provider's text reaches the channel while the model still writes."""
+        stream = getattr(self._provider, "stream", None)
+        if stream is None or not voice.live:
+            return self._provider.complete(self._system, messages, tools)
+        completion: Completion | None = None
+        for item in stream(self._system, messages, tools):
+            if isinstance(item, Completion):
+                completion = item
+            else:
+                voice.stream(item)
+        if completion is None:
+            raise ProviderError("LLM stream ended without a completion")
+        return completion
 
     def _escalate(
-        self, escalation: Escalation, on_handoff: HandoffCallback, attempts: int, *, apology: bool = False
+        self,
+        voice: _Voice,
+        escalation: Escalation,
+        on_handoff: HandoffCallback,
+        attempts: int,
+        *,
+        apology: bool = False,
     ) -> TurnOutcome:
         result = on_handoff(escalation.reason)
         if result.get("status") != "handoff_initiated":
-            return TurnOutcome(
-                reply=f"{AGENT_TROUBLE} Please try again in a few minutes.",
-                handed_off=False,
-                trigger="",
-                unresolved_attempts=attempts,
-            )
-        reply = f"{AGENT_TROUBLE} {self._handoff_reply}" if apology else self._handoff_reply
-        return TurnOutcome(reply=reply, handed_off=True, trigger=escalation.trigger, unresolved_attempts=0)
+            voice.say(TRY_AGAIN)
+            return TurnOutcome(reply=voice.said, handed_off=False, trigger="", unresolved_attempts=attempts)
+        voice.say(f"{AGENT_TROUBLE} {self._handoff_reply}" if apology else self._handoff_reply)
+        return TurnOutcome(reply=voice.said, handed_off=True, trigger=escalation.trigger, unresolved_attempts=0)
 
     def _llm_handoff(
         self,
+        voice: _Voice,
         messages: list[ChatMessage],
         completion: Completion,
         call: ToolCall,
@@ -126,25 +184,23 @@ class Agent:
             reason = "The AI agent asked for a human without giving a reason."
         result = on_handoff(reason.strip()[:500])
         initiated = result.get("status") == "handoff_initiated"
+        if completion.text and not voice.parts:
+            voice.say(completion.text)  # what a non-streaming model said alongside its tool call
         # Answer every tool call the model made; only the handoff call does anything.
         tool_messages = [
             ChatMessage.tool(c, result if c is call else {"status": "error", "error": f"unknown tool {c.name!r}"})
             for c in completion.tool_calls
         ]
         follow_up = [*messages, ChatMessage(role="assistant", text=completion.text, tool_calls=completion.tool_calls)]
+        spoken_before = len(voice.parts)
         try:
-            final = self._provider.complete(self._system, [*follow_up, *tool_messages], [])
-            final_text = final.text
+            final = self._ask(voice, [*follow_up, *tool_messages], [])
+            if len(voice.parts) == spoken_before:
+                voice.say(final.text)
         except ProviderError as exc:
             log.warning("LLM failed after the handoff tool; using the configured reply: %s", exc)
-            final_text = ""
+        if len(voice.parts) == spoken_before:
+            voice.say(self._handoff_reply if initiated else TRY_AGAIN)
         if initiated:
-            return TurnOutcome(
-                reply=final_text or self._handoff_reply, handed_off=True, trigger="llm", unresolved_attempts=0
-            )
-        return TurnOutcome(
-            reply=final_text or f"{AGENT_TROUBLE} Please try again in a few minutes.",
-            handed_off=False,
-            trigger="",
-            unresolved_attempts=attempts,
-        )
+            return TurnOutcome(reply=voice.said, handed_off=True, trigger="llm", unresolved_attempts=0)
+        return TurnOutcome(reply=voice.said, handed_off=False, trigger="", unresolved_attempts=attempts)

@@ -1,0 +1,56 @@
+"""Speaking a reply into a ConversationRelay socket, clause by clause, while it is being written.
+
+Text arrives in pieces (an LLM stream, or a whole reply at once). Each complete clause becomes
+one `text` frame as soon as the next one begins, so the caller hears the first words before the
+model has finished; the turn counter is checked before every frame, so nothing the caller
+talked over is sent; `finish` sends what is left with `last: true`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .relay_protocol import OutboundMessage, Text
+from .speech import MIN_CLAUSE_CHARS, clauses, settled_length
+
+
+class Speaker:
+    def __init__(self, send: Callable[[OutboundMessage], bool], still_current: Callable[[], bool]) -> None:
+        self._send = send
+        self._still_current = still_current
+        self._buffer = ""
+        self.sent = 0
+        self.stopped = False  # interrupted, or the connection is gone
+
+    def feed(self, text: str) -> None:
+        if self.stopped:
+            return
+        self._buffer += text
+        settled = settled_length(self._buffer)
+        if not settled:
+            return
+        pieces = clauses(self._buffer[:settled])
+        held = ""
+        if pieces and len(pieces[-1]) < MIN_CLAUSE_CHARS:
+            held = pieces.pop() + " "  # too short to say alone: it joins the next clause
+        for piece in pieces:
+            if not self._post(piece + " ", last=False):
+                return
+        self._buffer = held + self._buffer[settled:]
+
+    def finish(self) -> bool:
+        """Send the rest with `last: true`. False when the turn was interrupted or the socket closed."""
+        if self.stopped:
+            return False
+        rest = self._buffer.strip()
+        self._buffer = ""
+        if not rest and not self.sent:
+            return True
+        return self._post(rest, last=True)
+
+    def _post(self, token: str, *, last: bool) -> bool:
+        if not self._still_current() or not self._send(Text(token=token, last=last)):
+            self.stopped = True
+            return False
+        self.sent += 1
+        return True
