@@ -281,32 +281,30 @@ def _sizes(directory: Path) -> tuple[int, int]:
     return len(buffer.getvalue()), unzipped
 
 
-def voice_turn(bench: Bench, repeats: int) -> tuple[float, dict[int, int]]:
-    """Median prompt -> first text frame (seconds), and frames posted per reply length (clauses)."""
+def voice_turn(bench: Bench, repeats: int, provider_env: dict[str, str] | None = None) -> tuple[float, float, int]:
+    """Medians of prompt -> first text frame and prompt -> last frame (seconds), and frames per reply."""
     from agent_handoff import wiring
-    from agent_handoff.speech import clauses
     from devtools.lambdas import LambdaContext, load_function
 
-    os.environ.update(bench.env)
+    os.environ.update({**bench.env, **(provider_env or {})})
     wiring.reset()
     relay = load_function("voice_relay").handler
-    first_frames = []
-    for _ in range(repeats):
-        event = bench.event("VoiceRelayFunction")
-        connection_id = event["requestContext"]["connectionId"]
-        started = time.perf_counter()
-        arrived: list[float] = []
-        bench.connections.on_frame = lambda cid, data, arrived=arrived: arrived.append(time.perf_counter()) or True
-        relay(event, LambdaContext())
-        bench.connections.on_frame = None
-        if arrived:
-            first_frames.append(arrived[0] - started)
-        assert bench.connections.frames[connection_id]
-    per_reply = {}
-    for words in (10, 40, 120):
-        reply = " ".join(["This sentence has some words in it."] * max(1, words // 7))
-        per_reply[words] = len(clauses(reply))
-    return statistics.median(first_frames), per_reply
+    first, last, frames = [], [], []
+    try:
+        for _ in range(repeats):
+            event = bench.event("VoiceRelayFunction")
+            arrived: list[float] = []
+            bench.connections.on_frame = lambda cid, data, arrived=arrived: arrived.append(time.perf_counter()) or True
+            started = time.perf_counter()
+            relay(event, LambdaContext())
+            bench.connections.on_frame = None
+            first.append(arrived[0] - started)
+            last.append(arrived[-1] - started)
+            frames.append(len(arrived))
+    finally:
+        for name in provider_env or {}:
+            os.environ.pop(name, None)
+    return statistics.median(first), statistics.median(last), int(statistics.median(frames))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,10 +334,24 @@ def main(argv: list[str] | None = None) -> int:
                 f"\nreference twilio-agent-connect (import handoff tool + server): "
                 f"{bench.reference(args.pairs):.2f} x the floor"
             )
-            first_text, per_reply = voice_turn(bench, 20)
+            from agent_handoff.speech import clauses
+            from devtools.llm_fake import DEFAULT_REPLY, StreamingLlmFake
+
+            first, last, frames = voice_turn(bench, 20)
             print(
-                f"voice, rules agent: prompt -> first text frame {first_text * 1000:.1f} ms (median of 20); "
-                "frames per reply: " + ", ".join(f"{w} words: {n}" for w, n in per_reply.items())
+                f"\nvoice, rules agent: prompt -> first text frame {first * 1000:.1f} ms, -> last {last * 1000:.1f} ms,"
+                f" {frames} frame(s) per reply"
+            )
+            fake = StreamingLlmFake()
+            try:
+                env = {"LLM_PROVIDER": "openai", "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "bench"}
+                first, last, frames = voice_turn(bench, 10, env)
+            finally:
+                fake.stop()
+            print(
+                f"voice, streaming LLM fake ({len(fake.chunks)} chunks, {fake.delay * 1000:.0f} ms apart): "
+                f"prompt -> first text frame {first * 1000:.1f} ms, -> last {last * 1000:.1f} ms; "
+                f"{frames} post_to_connection call(s) for a reply of {len(clauses(DEFAULT_REPLY))} clause(s)"
             )
         finally:
             bench.close()

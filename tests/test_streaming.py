@@ -185,3 +185,18 @@ def test_caller_hears_the_first_clause_before_the_model_finishes(aws, monkeypatc
     assert streaming.heard_at[-1] >= 1  # a frame was out while the model was still writing
     assert VoiceCall.spoken(frames) == "".join(deltas)
     assert [f["last"] for f in frames] == [False] * (len(frames) - 1) + [True]
+
+
+def test_a_streamed_reply_costs_one_frame_per_clause():
+    from agent_handoff.speech import clauses
+    from devtools.llm_fake import DEFAULT_REPLY
+
+    posted = []
+    speaker = Speaker(lambda m: posted.append(m) or True, lambda: True)
+    words = DEFAULT_REPLY.split(" ")
+    for i in range(0, len(words), 2):
+        speaker.feed(" ".join(words[i : i + 2]) + " ")
+    speaker.finish()
+
+    assert len(posted) == len(clauses(DEFAULT_REPLY))
+    assert "".join(m.token for m in posted) == DEFAULT_REPLY and posted[-1].last

@@ -31,8 +31,10 @@ class Speaker:
             return
         pieces = clauses(self._buffer[:settled])
         held = ""
-        if pieces and len(pieces[-1]) < MIN_CLAUSE_CHARS:
-            held = pieces.pop() + " "  # too short to say alone: it joins the next clause
+        if pieces and (len(pieces[-1]) < MIN_CLAUSE_CHARS or not self._buffer[settled:].strip()):
+            # Too short to say alone, or possibly the reply's end: it waits for the next words
+            # (or goes out with `last: true`), so a reply never costs an extra empty frame.
+            held = pieces.pop() + " "
         for piece in pieces:
             if not self._post(piece + " ", last=False):
                 return
