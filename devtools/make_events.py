@@ -48,6 +48,23 @@ def _sms(body: str, sid: str) -> dict[str, Any]:
     return http_api_event("/sms", params, auth_token=sample.AUTH_TOKEN, at=FIXED_TIME, request_id="sample-" + sid[-8:])
 
 
+def _release() -> dict[str, Any]:
+    """What a Studio "Make HTTP Request" widget sends when the human conversation ends."""
+    body = json.dumps({"customer": sample.CUSTOMER_NUMBER, "agentNumber": sample.AGENT_NUMBER})
+    event = http_api_event(
+        "/handoff/release",
+        {},
+        auth_token=None,
+        content_type="application/json",
+        body=body,
+        at=FIXED_TIME,
+        request_id="sample-release",
+    )
+    event["headers"]["authorization"] = f"Bearer {sample.RELEASE_TOKEN}"
+    event["headers"]["user-agent"] = "TwilioProxy/1.1"
+    return event
+
+
 def _dispatch_stream() -> dict[str, Any]:
     handoff_id = "sms-SM" + "2" * 32
     image = {
@@ -168,6 +185,7 @@ def build() -> dict[str, Any]:
         "Parameters": {
             "TWILIO_ACCOUNT_SID": sample.ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": sample.AUTH_TOKEN,
+            "HANDOFF_RELEASE_TOKEN": sample.RELEASE_TOKEN,
             "TWILIO_PHONE_NUMBER": sample.AGENT_NUMBER,
             "TWILIO_STUDIO_HANDOFF_FLOW_SID": sample.FLOW_SID,
             "SESSIONS_TABLE_NAME": sample.TABLE_NAME,
@@ -180,6 +198,7 @@ def build() -> dict[str, Any]:
         "sms-message.json": _sms("What are your opening hours?", "SM" + "1" * 32),
         "sms-human.json": _sms("I want to speak to a real person, please", "SM" + "2" * 32),
         "dispatch-stream.json": _dispatch_stream(),
+        "handoff-release.json": _release(),
         **_voice_events(),
         "env.json": env,
     }

@@ -11,6 +11,7 @@ CUSTOMER_NUMBER = "+14155550100"
 FLOW_SID = "FW" + "0b1c" * 8
 TABLE_NAME = "ai-handoff-sessions"
 DEAD_LETTER_QUEUE_NAME = "ai-handoff-dispatch-dlq"
+RELEASE_TOKEN = "sample_release_token_0b1c0b1c0b1c0b1c0b1c"
 HANDOFF_ATTRIBUTES = '{"department":"support","priority":"normal"}'
 
 
@@ -19,6 +20,7 @@ def environment(**overrides: str) -> dict[str, str]:
     env = {
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "HANDOFF_RELEASE_TOKEN": RELEASE_TOKEN,
         "TWILIO_PHONE_NUMBER": AGENT_NUMBER,
         "TWILIO_STUDIO_HANDOFF_FLOW_SID": FLOW_SID,
         "HANDOFF_ATTRIBUTES": HANDOFF_ATTRIBUTES,

@@ -53,6 +53,7 @@ def test_sam_build_default_arm64(tmp_path):
         "IncomingCallFunction",
         "VoiceRelayFunction",
         "VoiceActionFunction",
+        "HandoffReleaseFunction",
     ):
         assert [p.name for p in (build / function).rglob("*") if p.is_file()] == ["app.py"]
     assert (build / "CoreLayer" / "python" / "agent_handoff" / "wiring.py").is_file()
@@ -80,6 +81,7 @@ SAMPLES = {
     "IncomingCallFunction": ["voice-incoming-call.json"],
     "VoiceRelayFunction": ["relay-connect.json", "relay-setup.json", "relay-prompt.json"],
     "VoiceActionFunction": ["voice-action-hangup.json"],
+    "HandoffReleaseFunction": ["handoff-release.json"],
 }
 
 
@@ -189,6 +191,8 @@ def test_every_function_runs_from_the_build_output_as_lambda_imports_it(tmp_path
                     answer = json.loads(result.stdout.split("RESULT ", 1)[1])
                     if logical_id == "HandoffDispatchFunction":
                         assert answer == {"batchItemFailures": []}
+                    elif logical_id == "HandoffReleaseFunction":
+                        assert answer["statusCode"] == 404, answer  # authenticated; nobody is on hold
                     else:
                         assert answer["statusCode"] == 200, (logical_id, sample_event, answer)
             assert len(studio.created) == 1

@@ -19,6 +19,7 @@ FUNCTIONS = {
     "IncomingCallFunction": "incoming_call",
     "VoiceRelayFunction": "voice_relay",
     "VoiceActionFunction": "voice_action",
+    "HandoffReleaseFunction": "handoff_release",
 }
 PARAMETERS = {"TwilioPhoneNumber": "+14155550199", "StudioHandoffFlowSid": "FW" + "0" * 32}
 
@@ -59,7 +60,12 @@ def test_functions_have_the_contract_logical_ids(transformed):
 
 @pytest.mark.parametrize(
     ("path", "function"),
-    [("/sms", "InboundSmsFunction"), ("/voice", "IncomingCallFunction"), ("/voice/action", "VoiceActionFunction")],
+    [
+        ("/sms", "InboundSmsFunction"),
+        ("/voice", "IncomingCallFunction"),
+        ("/voice/action", "VoiceActionFunction"),
+        ("/handoff/release", "HandoffReleaseFunction"),
+    ],
 )
 def test_http_routes_are_wired(transformed, path, function):
     api = next(
@@ -123,7 +129,7 @@ def test_credentials_are_never_plain_parameters_or_variables():
     env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert "TWILIO_SECRET_ARN" in env
     # Declared for `sam local invoke --env-vars` only; deployed, they stay empty.
-    assert env["TWILIO_AUTH_TOKEN"] == "" and env["TWILIO_ACCOUNT_SID"] == ""
+    assert env["TWILIO_AUTH_TOKEN"] == env["TWILIO_ACCOUNT_SID"] == env["HANDOFF_RELEASE_TOKEN"] == ""
 
 
 def test_environment_names_are_the_design_contract():

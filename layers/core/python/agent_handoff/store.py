@@ -94,6 +94,25 @@ class SessionStore(DynamoTable):
         item = self._get(key)
         return _conversation_from(item) if item else None
 
+    def end_hold(self, key: str, *, now: int) -> bool:
+        """Release a conversation from its human: the hold ends now, as if it had expired.
+
+        The version moves on, so a turn computed against the held state is retried on fresh state.
+        """
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key={"pk": s(key)},
+                UpdateExpression="SET #hold.#until = :now, version = version + :one",
+                ConditionExpression="attribute_exists(#hold) AND #hold.#until > :now",
+                ExpressionAttributeNames={"#hold": "hold", "#until": "until"},
+                ExpressionAttributeValues={":now": n(now), ":one": n(1)},
+            )
+        except ConcurrentUpdate:
+            return False
+        return True
+
     def commit_turn(self, commit: TurnCommit, *, now: int, ttl_seconds: int) -> Conversation:
         """Write the conversation, the webhook's reply and any handoff record atomically."""
         conversation = commit.conversation

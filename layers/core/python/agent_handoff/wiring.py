@@ -14,7 +14,14 @@ from .config import Settings
 from .errors import ConfigError
 
 # Credentials that may live in the TWILIO_SECRET_ARN secret; a plain variable always wins.
-SECRET_KEYS = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY", "TWILIO_API_SECRET", "OPENAI_API_KEY")
+SECRET_KEYS = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_KEY",
+    "TWILIO_API_SECRET",
+    "OPENAI_API_KEY",
+    "HANDOFF_RELEASE_TOKEN",
+)
 
 
 @lru_cache(maxsize=1)

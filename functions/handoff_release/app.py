@@ -1,0 +1,35 @@
+"""HandoffReleaseFunction: POST /handoff/release -> the AI answers this customer again."""
+
+import json
+import time
+
+from aws_lambda_powertools import Logger
+
+from agent_handoff import release, wiring
+from agent_handoff.errors import ConfigError, StoreError, WebhookRejected
+from agent_handoff.masking import mask_phone
+
+logger = Logger(service="handoff-release")
+
+
+def _json(status, body):
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event, context):
+    try:
+        release.authenticate(event, wiring.settings().handoff_release_token)
+        request = release.parse(event)
+        logger.append_keys(customer=mask_phone(request.customer))
+        released = wiring.session_store().end_hold(request.conversation_key, now=int(time.time()))
+    except WebhookRejected as exc:
+        logger.warning("release refused", extra={"status": exc.status, "reason": exc.reason})
+        return _json(exc.status, {"released": False, "error": exc.reason})
+    except (ConfigError, StoreError):
+        logger.exception("release not processed")
+        return _json(500, {"released": False, "error": "temporarily unable to release"})
+    logger.info("hold released" if released else "nothing to release")
+    if not released:
+        return _json(404, {"released": False, "error": "no conversation with this customer is with a person"})
+    return _json(200, {"released": True})
