@@ -4,6 +4,7 @@
 #   make sms URL=http://127.0.0.1:3000    text the running stack as a customer
 #   make call URL=http://127.0.0.1:3000   call the running stack over ConversationRelay's protocol
 #   make demo    an SMS conversation with no server at all (in-process)
+#   make redrive STACK=name [DRY_RUN=1]   deliver dead-lettered handoffs again once the cause is fixed
 #   make bench   cold starts, AWS calls, warm latency and sizes of every function (not part of make test)
 
 PYTHON ?= python3
@@ -18,7 +19,7 @@ PY := PYTHONPATH=$(CURDIR)/layers/core/python:$(CURDIR) $(BIN)/python
 export SAM_CLI_TELEMETRY := 0
 export TAC_ANALYTICS_DISABLED := true
 
-.PHONY: help setup local sms call demo bench test lint events flow build validate clean
+.PHONY: help setup local sms call demo bench redrive test lint events flow build validate clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -49,6 +50,9 @@ call: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(PY) -m devtools.sms_phone $(if $(SCRIPT),--script $(SCRIPT),)
+
+redrive: $(BIN)/.installed
+	$(PY) -m devtools.redrive --stack $(STACK) $(if $(DRY_RUN),--dry-run,)
 
 bench: $(BIN)/.installed
 	$(PY) -m devtools.bench $(BENCH_ARGS)

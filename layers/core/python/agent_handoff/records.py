@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 Role = Literal["user", "assistant"]
-HandoffStatus = Literal["pending", "dispatching", "delivered", "failed", "routed"]
+HandoffStatus = Literal["pending", "dispatching", "delivered", "failed", "redriven"]
 
 
 @dataclass(frozen=True)

@@ -201,6 +201,37 @@ class SessionStore(DynamoTable):
             "ConditionExpression": "attribute_not_exists(pk)",
         }
 
+    def insert_handoff(self, record: HandoffRecord, *, now: int) -> bool:
+        """A new handoff record on its own (its stream INSERT delivers it); False if the id exists."""
+        try:
+            self._call("put_item", **self._handoff_put(record, now=now))
+        except ConcurrentUpdate:
+            return False
+        return True
+
+    def undelivered_handoffs(self, *, created_before: int) -> list[HandoffRecord]:
+        """Handoff records still pending or dispatching since before a time: a dispatcher gave up on them."""
+        records, start = [], None
+        while True:
+            page = self._call(
+                "scan",
+                TableName=self._table,
+                FilterExpression="kind = :handoff AND #status IN (:pending, :dispatching) AND createdAt < :before",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":handoff": s("handoff"),
+                    ":pending": s("pending"),
+                    ":dispatching": s("dispatching"),
+                    ":before": n(created_before),
+                },
+                ConsistentRead=True,
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            records += [_handoff_from(plain_item(item)) for item in page.get("Items", [])]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return records
+
     def get_handoff(self, handoff_id: str) -> HandoffRecord | None:
         item = self._get(handoff_key(handoff_id))
         return _handoff_from(item) if item else None
