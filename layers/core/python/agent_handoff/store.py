@@ -144,7 +144,7 @@ class SessionStore(DynamoTable):
             reasons = exc.reasons
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 raise ConcurrentUpdate(
-                    f"conversation {conversation.key} changed since version {stored_version}"
+                    f"conversation {conversation.conversation_id} changed since version {stored_version}"
                 ) from None
             raise StoreError(f"turn not committed: {', '.join(r or 'None' for r in reasons)}") from None
         return replace(conversation, version=stored_version + 1)
