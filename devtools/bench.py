@@ -40,6 +40,7 @@ FUNCTION_DIRS = {
     "IncomingCallFunction": "incoming_call",
     "VoiceRelayFunction": "voice_relay",
     "VoiceActionFunction": "voice_action",
+    "HandoffReleaseFunction": "handoff_release",
 }
 
 FLOOR = """
@@ -148,6 +149,10 @@ class Bench:
             return ws_message_event(connection_id, json.dumps(prompt))
         if logical_id == "HandoffDispatchFunction":
             return self.handoff_record()
+        if logical_id == "HandoffReleaseFunction":
+            from devtools.make_events import _release
+
+            return _release()
         raise KeyError(logical_id)
 
     def bound_connection(self) -> str:
