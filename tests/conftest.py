@@ -97,3 +97,31 @@ class AwsHandles:
                     {"body": json.loads(message["Body"]), "attributes": message.get("MessageAttributes", {})}
                 )
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+class _LiveStdout:
+    """Whatever sys.stdout is at the moment of writing (pytest swaps it between phases and tests)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture(autouse=True)
+def _function_logs_to_live_stdout():
+    """Powertools' StreamHandlers keep the stdout of the moment their module was imported, an
+    earlier pytest capture; point every one at the live stdout so capsys/capfd see function logs."""
+    import logging
+
+    for logger in [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]:
+        for handler in getattr(logger, "handlers", []):
+            if type(handler) is logging.StreamHandler and not isinstance(handler.stream, _LiveStdout):
+                handler.stream = _LiveStdout()  # not setStream: it would flush a capture pytest closed
+    yield
+
+
+@pytest.fixture
+def function_logs(capsys):
+    return capsys

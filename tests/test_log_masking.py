@@ -28,7 +28,7 @@ def test_masks():
 
 
 def test_nothing_personal_is_logged_across_sms_voice_and_failures(
-    aws, studio, lambda_context, capsys, caplog, monkeypatch
+    aws, studio, lambda_context, function_logs, caplog, monkeypatch
 ):
     caplog.set_level(logging.INFO)
     sms = load_handler("inbound_sms")
@@ -65,7 +65,7 @@ def test_nothing_personal_is_logged_across_sms_voice_and_failures(
         call.say("agent please")
         call.finish()
 
-    logged = capsys.readouterr().out + capsys.readouterr().err + caplog.text
+    logged = function_logs.readouterr().out + function_logs.readouterr().err + caplog.text
     assert logged.count("\n") > 10  # the flows above did log
     for personal in (CUSTOMER, CUSTOMER[1:], "4111", "Rex"):
         assert personal not in logged, personal

@@ -3,13 +3,12 @@
 import json
 import time
 
-from aws_lambda_powertools import Logger
-
 from agent_handoff import release, wiring
 from agent_handoff.errors import ConfigError, StoreError, WebhookRejected
 from agent_handoff.masking import mask_phone
+from agent_handoff.observability import function_logger, route_core_logs
 
-logger = Logger(service="handoff-release")
+logger = function_logger("handoff-release")
 
 
 def _json(status, body):
@@ -18,6 +17,7 @@ def _json(status, body):
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
+    route_core_logs(logger)
     try:
         release.authenticate(event, wiring.settings().handoff_release_token)
         request = release.parse(event)

@@ -1,14 +1,13 @@
 """InboundSmsFunction: Twilio Messaging webhook (POST /sms) -> one agent turn -> TwiML."""
 
-from aws_lambda_powertools import Logger
-
 from agent_handoff import responses, wiring
 from agent_handoff.masking import mask_phone
+from agent_handoff.observability import function_logger, metric, route_core_logs
 from agent_handoff.sms import InboundSms
 from agent_handoff.twiml import message_reply
 from agent_handoff.webhook_handler import twilio_webhook
 
-logger = Logger(service="inbound-sms")
+logger = function_logger("inbound-sms")
 
 
 @twilio_webhook("MessageSid", "From", "To", logger=logger)
@@ -22,10 +21,18 @@ def answer(request, event):
         body=params.get("Body", ""),
     )
     reply = wiring.sms_service().handle(message)
-    logger.info("replied", extra={"duplicate": reply.duplicate, "handed_off": reply.handed_off})
+    logger.append_keys(conversation_id=reply.conversation_id or None)
+    logger.info(
+        "replied", extra={"duplicate": reply.duplicate, "handed_off": reply.handed_off, "on_hold": reply.on_hold}
+    )
+    if not reply.duplicate:
+        metric("Turns", channel="sms", kind="on_hold" if reply.on_hold else "agent")
+    if reply.handed_off:
+        metric("Handoffs", channel="sms", trigger=reply.trigger)
     return responses.twiml(message_reply(reply.text))
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
+    route_core_logs(logger)
     return answer(event, context)

@@ -2,15 +2,14 @@
 
 import re
 
-from aws_lambda_powertools import Logger
-
 from agent_handoff import responses, wiring
 from agent_handoff.errors import WebhookRejected
 from agent_handoff.masking import mask_phone
+from agent_handoff.observability import function_logger, route_core_logs
 from agent_handoff.webhook import query_params, url_beside
 from agent_handoff.webhook_handler import twilio_webhook
 
-logger = Logger(service="incoming-call")
+logger = function_logger("incoming-call")
 FLOW_SID = re.compile(r"^FW[0-9a-fA-F]{32}$")
 
 
@@ -34,4 +33,5 @@ def answer(request, event):
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
+    route_core_logs(logger)
     return answer(event, context)

@@ -1,20 +1,19 @@
 """VoiceActionFunction: the <Connect action> callback (POST /voice/action) -> route the live call."""
 
-from aws_lambda_powertools import Logger
-
 from agent_handoff import responses, wiring
+from agent_handoff.observability import function_logger, metric, route_core_logs
 from agent_handoff.voice_calls import SessionEnd
 from agent_handoff.webhook import url_beside
 from agent_handoff.webhook_handler import twilio_webhook
 
-logger = Logger(service="voice-action")
+logger = function_logger("voice-action")
 
 
 @twilio_webhook("CallSid", "SessionStatus", logger=logger)
 def route(request, event):
     params = request.params
     logger.append_keys(call_sid=params["CallSid"], session_status=params["SessionStatus"])
-    twiml = wiring.voice_calls().session_ended(
+    routing = wiring.voice_calls().session_ended(
         SessionEnd(
             call_sid=params["CallSid"],
             session_status=params["SessionStatus"],
@@ -24,9 +23,12 @@ def route(request, event):
             action_url=url_beside(event, "/voice/action", wiring.settings().public_base_url),
         )
     )
-    return responses.twiml(twiml)
+    if routing.target:
+        metric("VoiceRoutes", target=routing.target.split(":")[0])
+    return responses.twiml(routing.twiml)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
+    route_core_logs(logger)
     return route(event, context)

@@ -6,19 +6,19 @@ frame, which is not a ConversationRelay message (ten of them in a row drop the c
 
 import time
 
-from aws_lambda_powertools import Logger
-
 from agent_handoff import wiring
+from agent_handoff.observability import function_logger, metric, route_core_logs
 from agent_handoff.relay_sender import ApiGatewaySender
 from agent_handoff.websocket import handshake_is_signed
 
-logger = Logger(service="voice-relay")
+logger = function_logger("voice-relay")
 ACCEPTED = {"statusCode": 200}
 REFUSED = {"statusCode": 403}
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
+    route_core_logs(logger)
     context_ = event.get("requestContext") or {}
     route = context_.get("routeKey")
     connection_id = context_.get("connectionId", "")
@@ -35,8 +35,13 @@ def handler(event, context):
             return ACCEPTED
         endpoint = f"https://{context_.get('domainName')}/{context_.get('stage')}"
         sender = ApiGatewaySender(wiring.management_client(endpoint), connection_id)
-        wiring.voice_relay().handle(connection_id, event.get("body"), sender, now=int(time.time()))
-        logger.info("frame handled", extra={"frames_sent": sender.sent})
+        result = wiring.voice_relay().handle(connection_id, event.get("body"), sender, now=int(time.time()))
+        logger.append_keys(call_sid=result.call_sid or None)
+        logger.info("frame handled", extra={"frame_type": result.type, "frames_sent": sender.sent})
+        if result.type == "prompt":
+            metric("Turns", channel="voice", kind="agent")
+        if result.handoff_trigger:
+            metric("Handoffs", channel="voice", trigger=result.handoff_trigger)
     except Exception:
         logger.exception("frame not handled")
         if route == "$connect":

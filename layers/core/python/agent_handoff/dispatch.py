@@ -40,6 +40,7 @@ class DispatchOutcome:
     status: str  # delivered | failed | skipped
     outcome: str  # created | already_active | permanent_error | gave_up | <status seen when skipped>
     execution_sid: str = ""
+    latency_seconds: float = 0.0  # from the handoff's record to its outcome
 
 
 class HandoffDispatcher:
@@ -89,7 +90,7 @@ class HandoffDispatcher:
                 now=now,
             )
             log.info("handoff %s delivered to %s (%s)", hid, mask_phone(record.to), result.kind)
-            return DispatchOutcome(hid, "delivered", result.kind, result.execution_sid)
+            return DispatchOutcome(hid, "delivered", result.kind, result.execution_sid, now - record.created_at)
         if result.kind == "transient" and record.deliveries < self._max_deliveries:
             self._store.release_handoff(hid, error=result.detail)
             raise RetryLater(f"handoff {hid}: {result.detail} (delivery {record.deliveries} of {self._max_deliveries})")
@@ -98,7 +99,7 @@ class HandoffDispatcher:
         self._dead_letters.send(_dead_letter(record, reason, now))
         self._store.finish_handoff(hid, status="failed", outcome=outcome, error=result.detail, now=now)
         log.error("handoff %s failed and was dead-lettered: %s", hid, reason)
-        return DispatchOutcome(hid, "failed", outcome)
+        return DispatchOutcome(hid, "failed", outcome, latency_seconds=now - record.created_at)
 
 
 def _studio_parameters(record: HandoffRecord) -> str:

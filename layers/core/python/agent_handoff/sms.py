@@ -57,6 +57,9 @@ class SmsReply:
     duplicate: bool = False
     handed_off: bool = False
     handoff_id: str = ""
+    trigger: str = ""
+    conversation_id: str = ""
+    on_hold: bool = False
 
 
 class SmsService:
@@ -127,7 +130,7 @@ class SmsService:
             held = conversation.with_turns(Turn("user", message.body), limit=limit)
             text = self._policy.hold_message or None
             commit = TurnCommit(conversation=held, message_sid=message.message_sid, claim_token=token, reply=text)
-            return commit, SmsReply(text=text)
+            return commit, SmsReply(text=text, conversation_id=conversation.conversation_id, on_hold=True)
 
         pending: list[HandoffRecord] = []
 
@@ -181,7 +184,11 @@ class SmsService:
             handoff=handoff,
         )
         return commit, SmsReply(
-            text=outcome.reply, handed_off=handoff is not None, handoff_id=handoff.handoff_id if handoff else ""
+            text=outcome.reply,
+            handed_off=handoff is not None,
+            handoff_id=handoff.handoff_id if handoff else "",
+            trigger=outcome.trigger if handoff else "",
+            conversation_id=conversation.conversation_id,
         )
 
     @staticmethod

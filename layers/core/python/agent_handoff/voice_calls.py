@@ -39,6 +39,12 @@ class VoiceRouting:
 
 
 @dataclass(frozen=True)
+class Routing:
+    twiml: str
+    target: str = ""  # where a person was asked for: studio-return:FW.., enqueue:WW.., studio:FW.., or ""
+
+
+@dataclass(frozen=True)
 class SessionEnd:
     call_sid: str
     session_status: str  # ended | completed | failed
@@ -73,7 +79,7 @@ class VoiceCalls:
             # (the flow's incoming-call entry leads here): return it to that flow with its payload.
             log.info("call %s re-entered /voice after its handoff; returning it to the flow", call_sid)
             payload = HandoffPayload.model_validate_json(call.handoff_payload)
-            return self._route(call_sid, call, payload, now=int(self._clock()), return_flow_sid=return_flow_sid)
+            return self._route(call_sid, call, payload, now=int(self._clock()), return_flow_sid=return_flow_sid).twiml
         log.info(
             "call %s from %s %s", call_sid, mask_phone(caller), "answered" if created else "answered again (retry)"
         )
@@ -81,27 +87,29 @@ class VoiceCalls:
             action_url=action_url, options=self._routing.relay, parameters={"conversationId": call.conversation_id}
         )
 
-    def session_ended(self, end: SessionEnd) -> str:
+    def session_ended(self, end: SessionEnd) -> Routing:
         call = self._calls.get_call(end.call_sid)
         now = int(self._clock())
         if end.session_status == "completed" or end.call_status in ("completed", "canceled", "busy", "no-answer"):
             if call is not None:
                 self._calls.close_call(end.call_sid, status="completed", now=now)
-            return voice_twiml.empty()
+            return Routing(voice_twiml.empty())
 
         payload = self._handoff_payload(end, call)
         if payload is not None:
             return self._route(end.call_sid, call, payload, now=now)
         if end.session_status == "ended":
             # The agent ended the session without a handoff: nothing is owed but a goodbye.
-            return voice_twiml.say_and_hang_up(GOODBYE, self._routing.relay.language)
+            return Routing(voice_twiml.say_and_hang_up(GOODBYE, self._routing.relay.language))
 
         reconnects = self._calls.count_reconnect(end.call_sid)
         if reconnects <= MAX_RECONNECTS:
             log.warning("call %s: relay session failed (%s); reconnecting", end.call_sid, end.error_code or "no code")
             parameters = {"conversationId": call.conversation_id} if call else {}
-            return voice_twiml.connect_relay(
-                action_url=end.action_url, options=self._routing.relay, parameters=parameters, greet=False
+            return Routing(
+                voice_twiml.connect_relay(
+                    action_url=end.action_url, options=self._routing.relay, parameters=parameters, greet=False
+                )
             )
         reason = f"The voice connection to the AI agent failed ({end.error_code or 'unknown error'})."
         return self._route(end.call_sid, call, self._payload(call, reason), now=now)
@@ -120,7 +128,7 @@ class VoiceCalls:
 
     def _route(
         self, call_sid: str, call: CallSession | None, payload: HandoffPayload, *, now: int, return_flow_sid: str = ""
-    ) -> str:
+    ) -> Routing:
         routing = self._routing
         return_flow_sid = return_flow_sid or (call.return_flow_sid if call is not None else "")
         if return_flow_sid:
@@ -140,10 +148,10 @@ class VoiceCalls:
             )
         else:
             log.error("call %s needs a person but no handoff target is configured", call_sid)
-            return voice_twiml.say_and_hang_up(NOBODY_AVAILABLE, routing.relay.language)
+            return Routing(voice_twiml.say_and_hang_up(NOBODY_AVAILABLE, routing.relay.language))
         self._calls.mark_routed(call_sid, payload_json=payload.to_json(), target=target, now=now)
         log.info("call %s routed to a person via %s", call_sid, target)
-        return twiml
+        return Routing(twiml, target)
 
     def _payload(self, call: CallSession | None, reason: str) -> HandoffPayload:
         return build_payload(

@@ -52,6 +52,15 @@ class FrameSender(Protocol):
 
 
 @dataclass(frozen=True)
+class FrameResult:
+    """What a frame did, for the handler's logs and metrics."""
+
+    type: str  # the message type, or "dropped"
+    call_sid: str = ""
+    handoff_trigger: str = ""  # set when this frame handed the caller off
+
+
+@dataclass(frozen=True)
 class RelayPolicy:
     account_sid: str | None
     routing_attributes: dict
@@ -67,29 +76,29 @@ class VoiceRelay:
         # connection -> call is fixed for a connection's life; a warm container skips the lookup.
         self._call_of: OrderedDict[str, str] = OrderedDict()
 
-    def handle(self, connection_id: str, body: str | None, sender: FrameSender, *, now: int) -> None:
+    def handle(self, connection_id: str, body: str | None, sender: FrameSender, *, now: int) -> FrameResult:
         try:
             message = parse_inbound(body)
         except ProtocolError as exc:
             # Answering a bad frame with a frame could only add an invalid one: log and drop it.
             log.warning("dropped frame on %s: %s", connection_id, exc)
-            return
+            return FrameResult("dropped")
         if isinstance(message, Setup):
             self._on_setup(connection_id, message, now=now)
-        elif isinstance(message, Prompt):
-            if message.last:  # partial transcripts only arrive with partialPrompts enabled
-                self._on_prompt(connection_id, message.voice_prompt, sender)
-        elif isinstance(message, Dtmf):
-            if message.digit == "0":
-                self._on_prompt(connection_id, "(pressed 0)", sender, forced=PRESSED_ZERO)
-            else:
-                log.info("ignored DTMF %s on %s", message.digit, connection_id)
-        elif isinstance(message, Interrupt):
+            return FrameResult("setup", message.call_sid)
+        if isinstance(message, Prompt) and message.last:  # partial transcripts only come with partialPrompts
+            return self._on_prompt(connection_id, message.voice_prompt, sender)
+        if isinstance(message, Dtmf) and message.digit == "0":
+            return self._on_prompt(connection_id, "(pressed 0)", sender, forced=PRESSED_ZERO)
+        if isinstance(message, Interrupt):
             self._on_interrupt(connection_id, message)
         elif isinstance(message, Error):
             log.warning("ConversationRelay reported an error on %s: %s", connection_id, message.description)
         elif isinstance(message, Info):
             log.info("ConversationRelay info on %s: %s", connection_id, message.name)
+        elif isinstance(message, Dtmf):
+            log.info("ignored DTMF %s on %s", message.digit, connection_id)
+        return FrameResult(message.type, self._call_of.get(connection_id, ""))
 
     # -- frames -------------------------------------------------------------------------
 
@@ -111,26 +120,32 @@ class VoiceRelay:
         self._remember(connection_id, setup.call_sid)
         log.info("call %s bound to connection %s (caller %s)", setup.call_sid, connection_id, mask_phone(setup.from_))
 
-    def _on_prompt(self, connection_id: str, text: str, sender: FrameSender, forced: Escalation | None = None) -> None:
+    def _on_prompt(
+        self, connection_id: str, text: str, sender: FrameSender, forced: Escalation | None = None
+    ) -> FrameResult:
         call_sid = self._call_sid(connection_id)
         if call_sid is None:
             log.warning("prompt before setup, or for an unknown connection %s: dropped", connection_id)
-            return
+            return FrameResult("dropped")
         try:
             call = self._calls.start_turn(call_sid, connection_id, text)
         except ConcurrentUpdate:
             log.warning("prompt on %s, which no longer carries call %s: dropped", connection_id, call_sid)
-            return
+            return FrameResult("dropped", call_sid)
         if call.handoff_state:
             log.info("call %s is being handed off; the AI stays silent", call_sid)
-            return
+            return FrameResult("prompt", call_sid)
         try:
-            self._run_turn(call_sid, call, text, sender, forced)
+            trigger = self._run_turn(call_sid, call, text, sender, forced)
         except Exception:
             log.exception("voice turn failed on call %s; handing the caller to a person", call_sid)
             self._emergency_handoff(call_sid, call.conversation_id, sender)
+            trigger = "agent_error"
+        return FrameResult("prompt", call_sid, trigger)
 
-    def _run_turn(self, call_sid, call, text, sender, forced) -> None:
+    def _run_turn(self, call_sid, call, text, sender, forced) -> str:
+        """Returns the trigger of the handoff this turn made, or ""."""
+
         def on_handoff(reason: str) -> dict[str, str]:
             payload = self._payload(call.conversation_id, reason)
             if self._calls.store_handoff(call_sid, payload_json=payload.to_json(), reason=reason):
@@ -156,6 +171,7 @@ class VoiceRelay:
         if outcome.handed_off:
             # Even if the caller talked over the goodbye: they asked for a person and get one.
             self._send_end(call_sid, sender)
+        return outcome.trigger if outcome.handed_off else ""
 
     def _send_end(self, call_sid: str, sender: FrameSender) -> None:
         payload_json = self._calls.take_handoff_for_end(call_sid)
