@@ -202,3 +202,18 @@ def test_many_customers_each_get_exactly_one_execution(aws, studio, outbox, lamb
 
     assert sorted(r.to for r in studio.created) == sorted(customers)
     assert len(studio.requests) == len(customers)
+
+
+def test_failed_dispatch_emits_the_alarmed_metric(aws, studio, outbox, lambda_context, function_logs, monkeypatch):
+    import json as json_
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    studio.fail_next(ScriptedFault(404, {"code": 20404, "message": "no such flow"}))
+    ask_for_human(lambda_context)
+    function_logs.readouterr()
+
+    deliver(outbox, lambda_context)
+
+    emf = [json_.loads(line) for line in function_logs.readouterr().out.splitlines() if '"_aws"' in line]
+    names = [d["Name"] for record in emf for d in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    assert "DispatchFailures" in names

@@ -65,6 +65,7 @@ def test_sms_handoff_logs_and_metrics(aws, studio, lambda_context, function_logs
     assert ("Handoffs", (("channel", "sms"), ("trigger", "human_requested"))) in names
     assert ("DispatchOutcomes", (("outcome", "created"), ("status", "delivered"))) in names
     assert any(name == "DispatchLatency" for name, _, _ in metrics)
+    assert not any(name == "DispatchFailures" for name, _, _ in metrics)  # this one was delivered
 
 
 def test_voice_route_metric(aws, lambda_context, function_logs, metrics_on, monkeypatch):

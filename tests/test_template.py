@@ -138,6 +138,7 @@ def test_environment_names_are_the_design_contract():
     known = {info.alias for info in Settings.model_fields.values()} | {
         "TWILIO_SECRET_ARN",
         "POWERTOOLS_LOG_LEVEL",
+        "POWERTOOLS_METRICS_NAMESPACE",
         "POWERTOOLS_SERVICE_NAME",
     }
     template = load_template()
@@ -189,3 +190,33 @@ def test_dependencies_layer_builds_for_arm64_without_python_313(tmp_path):
     cores = list((site / "pydantic_core").glob("_pydantic_core*.so"))
     assert cores and all("aarch64" in core.name and "313" in core.name for core in cores), cores
     assert not (site / "boto3").exists()  # the Lambda runtime provides it
+
+
+def test_alarms_watch_dead_letters_dispatch_failures_and_every_function():
+    resources = load_template()["Resources"]
+    alarms = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms["DeadLetterQueueAlarm"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarms["DispatchFailuresAlarm"]["MetricName"] == "DispatchFailures"
+    assert alarms["DispatchFailuresAlarm"]["Dimensions"] == [{"Name": "service", "Value": "handoff-dispatch"}]
+    functions = {k for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
+    watched = {a["Dimensions"][0]["Value"]["Ref"] for a in alarms.values() if a["MetricName"] == "Errors"}
+    assert watched == functions
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
+        assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_metrics_namespace_matches_the_alarms():
+    template = load_template()
+    namespace = template["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    assert template["Resources"]["DispatchFailuresAlarm"]["Properties"]["Namespace"] == namespace
+    assert template["Globals"]["Function"]["Tracing"] == "Active"
+
+
+def test_dashboard_body_is_json_once_substituted():
+    import re
+
+    body = load_template()["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    rendered = re.sub(r"\$\{[^}]+\}", "x", body)
+    widgets = json.loads(rendered)["widgets"]
+    assert {w["properties"]["title"] for w in widgets} >= {"Handoffs by channel and trigger", "Function errors"}

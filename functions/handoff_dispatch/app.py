@@ -26,6 +26,8 @@ def dispatch_record(record):
         "handoff dispatched", extra={"handoff_id": handoff_id, "status": outcome.status, "outcome": outcome.outcome}
     )
     metric("DispatchOutcomes", status=outcome.status, outcome=outcome.outcome)
+    if outcome.status == "failed":
+        metric("DispatchFailures")  # alarmed on: one metric, no dimension to enumerate
     if outcome.status != "skipped":
         metric("DispatchLatency", outcome.latency_seconds, unit=MetricUnit.Seconds, status=outcome.status)
     return outcome.status
