@@ -4,6 +4,7 @@
 #   make sms URL=http://127.0.0.1:3000    text the running stack as a customer
 #   make call URL=http://127.0.0.1:3000   call the running stack over ConversationRelay's protocol
 #   make demo    an SMS conversation with no server at all (in-process)
+#   make configure STACK=name NUMBER=+1... [FLOW=FW...] [DRY_RUN=1]   point a Twilio number at the stack
 #   make redrive STACK=name [DRY_RUN=1]   deliver dead-lettered handoffs again once the cause is fixed
 #   make bench   cold starts, AWS calls, warm latency and sizes of every function (not part of make test)
 
@@ -19,7 +20,7 @@ PY := PYTHONPATH=$(CURDIR)/layers/core/python:$(CURDIR) $(BIN)/python
 export SAM_CLI_TELEMETRY := 0
 export TAC_ANALYTICS_DISABLED := true
 
-.PHONY: help setup local sms call demo bench redrive test lint events flow build validate clean
+.PHONY: help setup local sms call demo bench configure redrive test lint events flow build validate clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -50,6 +51,9 @@ call: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(PY) -m devtools.sms_phone $(if $(SCRIPT),--script $(SCRIPT),)
+
+configure: $(BIN)/.installed
+	$(PY) -m devtools.configure --stack $(STACK) --phone-number $(NUMBER) $(if $(FLOW),--voice-flow $(FLOW),) $(if $(DRY_RUN),--dry-run,)
 
 redrive: $(BIN)/.installed
 	$(PY) -m devtools.redrive --stack $(STACK) $(if $(DRY_RUN),--dry-run,)
