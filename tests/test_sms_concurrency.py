@@ -121,3 +121,24 @@ def test_boto_errors_become_store_errors(aws):
     store = SessionStore(boto3.client("dynamodb"), "no-such-table")
     with pytest.raises(StoreError, match="ResourceNotFoundException"):
         store.load_conversation("CONV#x")
+
+
+def test_hold_expires_and_the_ai_answers_a_new_conversation(aws, monkeypatch):
+    import time
+
+    from agent_handoff.sms import SmsService
+
+    service = wiring.sms_service()
+    now = time.time()
+    service.handle(message("I need a human", "SM" + "6" * 32))
+    held = aws.items("CONV#")[0]
+    assert service.handle(message("hello?", "SM" + "7" * 32)).text is None
+
+    later = now + held["hold"]["until"] - int(now) + 1
+    after = SmsService(wiring.session_store(), service._agent, service._policy, clock=lambda: later)
+    reply = after.handle(message("what are your opening hours?", "SM" + "8" * 32))
+
+    assert "Monday" in reply.text
+    conversation = aws.items("CONV#")[0]
+    assert conversation["conversationId"] != held["conversationId"] and "hold" not in conversation
+    assert [t["text"] for t in conversation["history"]][-2] == "what are your opening hours?"
