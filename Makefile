@@ -6,6 +6,7 @@
 #   make demo    an SMS conversation with no server at all (in-process)
 #   make configure STACK=name NUMBER=+1... [FLOW=FW...] [DRY_RUN=1]   point a Twilio number at the stack
 #   make redrive STACK=name [DRY_RUN=1]   deliver dead-lettered handoffs again once the cause is fixed
+#   make load    1,000 concurrent SMS webhooks from 200 customers against the local stack
 #   make bench   cold starts, AWS calls, warm latency and sizes of every function (not part of make test)
 
 PYTHON ?= python3
@@ -20,7 +21,7 @@ PY := PYTHONPATH=$(CURDIR)/layers/core/python:$(CURDIR) $(BIN)/python
 export SAM_CLI_TELEMETRY := 0
 export TAC_ANALYTICS_DISABLED := true
 
-.PHONY: help setup local sms call demo bench configure redrive test lint events flow build validate clean
+.PHONY: help setup local sms call demo bench load configure redrive test lint events flow build validate clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -57,6 +58,9 @@ configure: $(BIN)/.installed
 
 redrive: $(BIN)/.installed
 	$(PY) -m devtools.redrive --stack $(STACK) $(if $(DRY_RUN),--dry-run,)
+
+load: $(BIN)/.installed
+	$(PY) -m devtools.load $(LOAD_ARGS)
 
 bench: $(BIN)/.installed
 	$(PY) -m devtools.bench $(BENCH_ARGS)

@@ -69,6 +69,35 @@ FAKE_AWS = {
 }
 
 
+def serialized_moto_server(host: str, port: int) -> Any:
+    """moto's server, one request at a time.
+
+    moto's backends do not lock: two concurrent conditional writes to one item can both
+    succeed, which DynamoDB never allows. Handling requests one after another restores the
+    atomicity the product relies on (connections are still accepted concurrently).
+    """
+    from moto.moto_server.threaded_moto_server import MotoRequestHandler, ThreadedMotoServer
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    class SerializedMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:  # moto offers no hook for this; the override is small
+            app = DomainDispatcherApplication(create_backend_app)
+            lock = threading.Lock()
+
+            def one_at_a_time(environ: dict, start_response: Any) -> list[bytes]:
+                with lock:
+                    return list(app(environ, start_response))
+
+            self._server = make_server(
+                self._ip_address, self._port, one_at_a_time, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return SerializedMotoServer(ip_address=host, port=port, verbose=False)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
@@ -94,15 +123,13 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
         # Everything below changes this process's environment; stop() puts it back.
         saved = dict(os.environ)
         self._stoppers.append(lambda: (os.environ.clear(), os.environ.update(saved)))
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
 
         aws_port = free_port(self.host)
-        moto = ThreadedMotoServer(ip_address=self.host, port=aws_port, verbose=False)
+        moto = serialized_moto_server(self.host, aws_port)
         moto.start()
         self._stoppers.append(moto.stop)
         self.aws_url = f"http://{self.host}:{aws_port}"

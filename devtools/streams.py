@@ -32,27 +32,36 @@ def filter_patterns(event_properties: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class StreamReader:
-    """Follows every shard of a table's stream from its start (TRIM_HORIZON)."""
+    """Follows every shard of a table's stream from its start (TRIM_HORIZON).
+
+    Each poll asks for a fresh iterator after the last record seen, rather than following
+    NextShardIterator: moto replaces a table's stream shard when it rolls back a cancelled
+    transaction, and an old iterator then never sees another record.
+    """
 
     def __init__(self, streams_client: Any, stream_arn: str) -> None:
         self._client = streams_client
         self._arn = stream_arn
-        self._iterators: dict[str, str | None] = {}
+        self._last_sequence: dict[str, str] = {}
 
     def poll(self, limit: int = 100) -> list[dict[str, Any]]:
         shards = self._client.describe_stream(StreamArn=self._arn)["StreamDescription"]["Shards"]
-        for shard in shards:
-            if shard["ShardId"] not in self._iterators:
-                self._iterators[shard["ShardId"]] = self._client.get_shard_iterator(
-                    StreamArn=self._arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-                )["ShardIterator"]
         records: list[dict[str, Any]] = []
-        for shard_id, iterator in self._iterators.items():
-            if iterator is None:
-                continue
-            response = self._client.get_records(ShardIterator=iterator, Limit=limit)
-            self._iterators[shard_id] = response.get("NextShardIterator")
-            records.extend(response.get("Records", []))
+        for shard in shards:
+            shard_id = shard["ShardId"]
+            position: dict[str, str] = {"ShardIteratorType": "TRIM_HORIZON"}
+            if shard_id in self._last_sequence:
+                position = {
+                    "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+                    "SequenceNumber": self._last_sequence[shard_id],
+                }
+            iterator = self._client.get_shard_iterator(StreamArn=self._arn, ShardId=shard_id, **position)[
+                "ShardIterator"
+            ]
+            batch = self._client.get_records(ShardIterator=iterator, Limit=limit).get("Records", [])
+            if batch:
+                self._last_sequence[shard_id] = batch[-1]["dynamodb"]["SequenceNumber"]
+            records.extend(batch)
         return records
 
 

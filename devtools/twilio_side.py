@@ -11,7 +11,9 @@ from typing import Any
 from twilio.request_validator import RequestValidator
 
 
-def post_signed(url: str, params: dict[str, str], auth_token: str, *, signed_url: str | None = None) -> tuple[int, str]:
+def post_signed(
+    url: str, params: dict[str, str], auth_token: str, *, signed_url: str | None = None, timeout: float = 20
+) -> tuple[int, str]:
     """POST a form the way Twilio does: X-Twilio-Signature over the URL it was configured with."""
     signature = RequestValidator(auth_token).compute_signature(signed_url or url, params)
     request = urllib.request.Request(  # noqa: S310 - the developer's own gateway URL
@@ -20,7 +22,7 @@ def post_signed(url: str, params: dict[str, str], auth_token: str, *, signed_url
         headers={"X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
