@@ -98,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         f"statuses {report.statuses}"
     )
     duplicated_differently = [sid for sid, bodies in report.replies.items() if len(bodies) > 1]
-    print(f"{len(report.handed_off)} customers asked for a person; {len(executions)} Studio executions; "
-          f"{len(report.replies)} MessageSids answered, {len(duplicated_differently)} with differing replies")
+    print(
+        f"{len(report.handed_off)} customers asked for a person; {len(executions)} Studio executions; "
+        f"{len(report.replies)} MessageSids answered, {len(duplicated_differently)} with differing replies"
+    )
     return 0
 
 

@@ -15,6 +15,8 @@ import os
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from . import log_context
+
 NAMESPACE_DEFAULT = "AiHandoff"
 
 
@@ -31,6 +33,10 @@ def route_core_logs(logger: Logger) -> None:
     local stack, tests), the one being invoked must own the core's logs.
     """
     logger.append_keys(name="%(name)s")  # which module a line comes from
+    log_context.clear()
+    for handler in logger.handlers:
+        if not any(isinstance(f, log_context.ContextFilter) for f in handler.filters):
+            handler.addFilter(log_context.ContextFilter())
     core = logging.getLogger("agent_handoff")
     core.handlers = list(logger.handlers)
     core.setLevel(logger.log_level)

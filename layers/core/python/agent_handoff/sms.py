@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from . import log_context
 from .agent.turn import Agent
 from .errors import ConcurrentUpdate
 from .handoff import build_payload, tool_result
@@ -106,6 +107,7 @@ class SmsService:
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             now = int(self._clock())
             conversation = self._store.load_conversation(key) or self._new_conversation(key, message)
+            log_context.bind(conversation_id=conversation.conversation_id)
             if conversation.hold is not None and not conversation.hold.active(now):
                 # The human side is done with it: a fresh conversation for the AI.
                 conversation = replace(

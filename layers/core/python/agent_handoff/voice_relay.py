@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
+from . import log_context
 from .agent.policy import Escalation
 from .agent.turn import AGENT_TROUBLE, Agent
 from .call_store import CallStore
@@ -212,6 +213,8 @@ class VoiceRelay:
 
     def _call_sid(self, connection_id: str) -> str | None:
         call_sid = self._call_of.get(connection_id)
+        if call_sid:
+            log_context.bind(call_sid=call_sid)
         deadline = time.monotonic() + SETUP_GRACE_SECONDS
         while call_sid is None:
             call_sid = self._calls.call_for_connection(connection_id)
@@ -225,6 +228,7 @@ class VoiceRelay:
         return call_sid
 
     def _remember(self, connection_id: str, call_sid: str) -> None:
+        log_context.bind(call_sid=call_sid)
         self._call_of[connection_id] = call_sid
         self._call_of.move_to_end(connection_id)
         while len(self._call_of) > 1024:
