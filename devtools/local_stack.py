@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import threading
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,15 +176,17 @@ class LocalStack:
 
         physical: dict[str, str] = {}
         self._table_streams: dict[str, str] = {}
+        # moto's backends live in this process: a second stack here must not meet the first one's tables.
+        prefix = f"local-{uuid.uuid4().hex[:6]}"
         for logical_id, resource in load_template()["Resources"].items():
             if resource["Type"] == "AWS::DynamoDB::Table":
-                name = f"local-{logical_id}"
+                name = f"{prefix}-{logical_id}"
                 description = create_table(boto3.client("dynamodb"), logical_id, name)
                 physical[logical_id] = name
                 if description.get("LatestStreamArn"):
                     self._table_streams[logical_id] = description["LatestStreamArn"]
             elif resource["Type"] == "AWS::SQS::Queue":
-                physical[logical_id] = create_queue(boto3.client("sqs"), logical_id, f"local-{logical_id}")
+                physical[logical_id] = create_queue(boto3.client("sqs"), logical_id, f"{prefix}-{logical_id}")
             else:
                 physical[logical_id] = f"local-{logical_id}"
         self.physical = physical
