@@ -11,9 +11,11 @@ import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
+
+from devtools.loopback import LoopbackServer, QuietHandler
 
 
 class ConnectionsEndpoint:
@@ -24,34 +26,25 @@ class ConnectionsEndpoint:
         self._lock = threading.Lock()
         endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 endpoint._post(self)
 
             def do_DELETE(self) -> None:
                 endpoint._delete(self)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="connections", daemon=True
-        )
+        self._loop = LoopbackServer(Handler, host, port)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._loop.url
 
     def start(self) -> ConnectionsEndpoint:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._loop.stop()
 
     def __enter__(self) -> ConnectionsEndpoint:
         return self.start()

@@ -7,10 +7,10 @@ seconds, as tokens do from a real model, so time-to-first-word can be measured.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+
+from devtools.loopback import LoopbackServer, QuietHandler
 
 DEFAULT_REPLY = (
     "We're open Monday to Friday, from eight in the morning to six in the evening. "
@@ -25,7 +25,7 @@ class StreamingLlmFake:
         self.delay = delay
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if request.get("stream"):
@@ -33,20 +33,14 @@ class StreamingLlmFake:
                 else:
                     fake._whole(self)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._loop = LoopbackServer(Handler).start()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"{self._loop.url}/v1"
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._loop.stop()
 
     def _stream(self, handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)

@@ -13,9 +13,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl
+
+from devtools.loopback import LoopbackServer, QuietHandler
 
 
 @dataclass
@@ -51,34 +53,25 @@ class StudioRecorder:
         self._lock = threading.Lock()
         recorder = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 recorder._handle_post(self)
 
             def do_GET(self) -> None:
                 recorder._handle_get(self)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="studio-recorder", daemon=True
-        )
+        self._loop = LoopbackServer(Handler, host, port)
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._loop.url
 
     def start(self) -> StudioRecorder:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._loop.stop()
 
     def __enter__(self) -> StudioRecorder:
         return self.start()

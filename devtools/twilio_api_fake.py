@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from twilio.http.http_client import TwilioHttpClient
+
+from devtools.loopback import LoopbackServer, QuietHandler
 
 
 class TwilioApiFake:
@@ -24,27 +25,21 @@ class TwilioApiFake:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 fake._handle(self, "GET")
 
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._loop = LoopbackServer(Handler).start()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._loop.url
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._loop.stop()
 
     def add_number(self, phone_number: str, **fields: str) -> str:
         sid = "PN" + uuid.uuid4().hex

@@ -125,3 +125,38 @@ def _function_logs_to_live_stdout():
 @pytest.fixture
 def function_logs(capsys):
     return capsys
+
+
+RELAY_URL = "wss://wsabc12345.execute-api.us-east-1.amazonaws.com/live"
+
+
+@pytest.fixture
+def connections(aws, monkeypatch):
+    """A loopback @connections endpoint the relay posts its frames to."""
+    from devtools.connections import ConnectionsEndpoint
+
+    with ConnectionsEndpoint() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", endpoint.url)
+        monkeypatch.setenv("RELAY_WEBSOCKET_URL", RELAY_URL)
+        wiring.reset()
+        yield endpoint
+
+
+@pytest.fixture
+def voice_call(connections, lambda_context):
+    """Make a caller playing Twilio's side of a call against the voice functions."""
+    from devtools.voice_caller import Functions, VoiceCall
+
+    functions = Functions.load()
+
+    def make(**kwargs):
+        return VoiceCall(
+            functions,
+            connections,
+            account_sid=sample.ACCOUNT_SID,
+            auth_token=sample.AUTH_TOKEN,
+            context=lambda_context,
+            **kwargs,
+        )
+
+    return make

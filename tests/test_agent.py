@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -20,6 +18,7 @@ from agent_handoff.errors import ProviderError
 from agent_handoff.handoff import tool_result
 from agent_handoff.records import Turn
 from devtools import sample
+from devtools.loopback import LoopbackServer, QuietHandler
 
 REPLY = "A person will follow up with you here shortly."
 
@@ -263,7 +262,7 @@ class ConverseServer:
         self.answers, self.requests = list(answers), []
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 server.requests.append((self.path, dict(self.headers), json.loads(body)))
@@ -277,15 +276,11 @@ class ConverseServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.loop = LoopbackServer(Handler).start()
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return self.loop.url
 
 
 @pytest.fixture
@@ -301,8 +296,7 @@ def converse(monkeypatch):
 
     yield start
     for server in servers:
-        server.httpd.shutdown()
-        server.httpd.server_close()
+        server.loop.stop()
 
 
 def test_bedrock_converse_tool_use(converse):

@@ -6,14 +6,11 @@ import logging
 
 import pytest
 
-from agent_handoff import wiring
 from agent_handoff.masking import mask_phone, mask_phones_in, mask_text
 from conftest import load_handler
 from devtools import sample
-from devtools.connections import ConnectionsEndpoint
 from devtools.events import http_api_event, sms_params
 from devtools.studio_recorder import ScriptedFault
-from devtools.voice_caller import Functions, VoiceCall
 from streams import Outbox
 
 CUSTOMER = "+14155550987"
@@ -28,7 +25,7 @@ def test_masks():
 
 
 def test_nothing_personal_is_logged_across_sms_voice_and_failures(
-    aws, studio, lambda_context, function_logs, caplog, monkeypatch
+    aws, studio, lambda_context, function_logs, caplog, voice_call
 ):
     caplog.set_level(logging.INFO)
     sms = load_handler("inbound_sms")
@@ -46,24 +43,13 @@ def test_nothing_personal_is_logged_across_sms_voice_and_failures(
     dispatch.handler(outbox.next_event(), lambda_context)
     text(SECRET_WORDS)  # on hold
 
-    with ConnectionsEndpoint() as connections:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", connections.url)
-        monkeypatch.setenv("RELAY_WEBSOCKET_URL", "wss://ws.example.com/live")
-        wiring.reset()
-        call = VoiceCall(
-            Functions.load(),
-            connections,
-            account_sid=sample.ACCOUNT_SID,
-            auth_token=sample.AUTH_TOKEN,
-            caller=CUSTOMER,
-            context=lambda_context,
-        )
-        call.dial()
-        call.connect()
-        call.setup()
-        call.say(SECRET_WORDS)
-        call.say("agent please")
-        call.finish()
+    call = voice_call(caller=CUSTOMER)
+    call.dial()
+    call.connect()
+    call.setup()
+    call.say(SECRET_WORDS)
+    call.say("agent please")
+    call.finish()
 
     logged = function_logs.readouterr().out + function_logs.readouterr().err + caplog.text
     assert logged.count("\n") > 10  # the flows above did log

@@ -92,34 +92,19 @@ def test_voice_route_metric(aws, lambda_context, function_logs, metrics_on, monk
     assert routed["call_sid"] == "CA" + "8" * 32 and routed["name"] == "agent_handoff.voice_calls"
 
 
-def test_ids_learnt_mid_invocation_reach_every_later_line(aws, lambda_context, function_logs, monkeypatch):
-    from devtools.connections import ConnectionsEndpoint
-    from devtools.voice_caller import Functions, VoiceCall
-
+def test_ids_learnt_mid_invocation_reach_every_later_line(aws, lambda_context, function_logs, voice_call):
     sms = load_handler("inbound_sms")
     params = sms_params(account_sid=sample.ACCOUNT_SID, body="I need a human")
     sms.handler(http_api_event("/sms", params, auth_token=sample.AUTH_TOKEN), lambda_context)
     handing_off = next(r for r in lines(function_logs.readouterr().out) if "handing off" in r.get("message", ""))
     assert handing_off["conversation_id"].startswith("conv_")
 
-    with ConnectionsEndpoint() as connections:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", connections.url)
-        monkeypatch.setenv("RELAY_WEBSOCKET_URL", "wss://ws.example.com/live")
-        from agent_handoff import wiring
-
-        wiring.reset()
-        call = VoiceCall(
-            Functions.load(),
-            connections,
-            account_sid=sample.ACCOUNT_SID,
-            auth_token=sample.AUTH_TOKEN,
-            context=lambda_context,
-        )
-        call.dial()
-        call.connect()
-        call.setup()
-        function_logs.readouterr()
-        call.say("agent please")
+    call = voice_call()
+    call.dial()
+    call.connect()
+    call.setup()
+    function_logs.readouterr()
+    call.say("agent please")
 
     records = [r for r in lines(function_logs.readouterr().out) if "message" in r]
     assert records and all(r.get("call_sid") == call.call_sid for r in records), records

@@ -148,42 +148,29 @@ def test_speaker_posts_each_clause_once_complete_and_stops_when_interrupted():
     assert [m.last for m in posted] == [False, False] and speaker.finish() is False
 
 
-def test_caller_hears_the_first_clause_before_the_model_finishes(aws, monkeypatch, lambda_context):
-    from devtools import sample
-    from devtools.connections import ConnectionsEndpoint
-    from devtools.voice_caller import Functions, VoiceCall
+def test_caller_hears_the_first_clause_before_the_model_finishes(connections, voice_call, monkeypatch):
+    call = voice_call()
+    deltas = [
+        "Our plans start ",
+        "at ten dollars a month. ",
+        "Every plan includes ",
+        "a free trial. ",
+        "Annual plans get two months free.",
+    ]
+    streaming = Streaming(
+        [(deltas, Completion(text="".join(deltas)))],
+        heard=lambda: len(connections.frames.get(call.connection_id, [])),
+    )
+    monkeypatch.setattr(wiring, "chat_provider", lambda settings: streaming)
+    wiring.reset()
+    call.dial()
+    call.connect()
+    call.setup()
 
-    with ConnectionsEndpoint() as connections:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", connections.url)
-        monkeypatch.setenv("RELAY_WEBSOCKET_URL", "wss://ws.example.com/live")
-        call = VoiceCall(
-            Functions.load(),
-            connections,
-            account_sid=sample.ACCOUNT_SID,
-            auth_token=sample.AUTH_TOKEN,
-            context=lambda_context,
-        )
-        deltas = [
-            "Our plans start ",
-            "at ten dollars a month. ",
-            "Every plan includes ",
-            "a free trial. ",
-            "Annual plans get two months free.",
-        ]
-        streaming = Streaming(
-            [(deltas, Completion(text="".join(deltas)))],
-            heard=lambda: len(connections.frames.get(call.connection_id, [])),
-        )
-        monkeypatch.setattr(wiring, "chat_provider", lambda settings: streaming)
-        wiring.reset()
-        call.dial()
-        call.connect()
-        call.setup()
-
-        frames = call.say("tell me about pricing")
+    frames = call.say("tell me about pricing")
 
     assert streaming.heard_at[-1] >= 1  # a frame was out while the model was still writing
-    assert VoiceCall.spoken(frames) == "".join(deltas)
+    assert call.spoken(frames) == "".join(deltas)
     assert [f["last"] for f in frames] == [False] * (len(frames) - 1) + [True]
 
 

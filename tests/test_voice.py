@@ -17,28 +17,16 @@ from tac.models.handoff import PendingHandoffData
 
 from agent_handoff import wiring
 from agent_handoff.relay_protocol import End, Text, validate_outbound
+from conftest import RELAY_URL
 from devtools import sample
-from devtools.connections import ConnectionsEndpoint
 from devtools.voice_caller import Functions, VoiceCall
 
 FUNCTIONS = Functions.load()
-RELAY_URL = "wss://wsabc12345.execute-api.us-east-1.amazonaws.com/live"
 
 
 @pytest.fixture
-def connections(aws, monkeypatch):
-    with ConnectionsEndpoint() as endpoint:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", endpoint.url)
-        monkeypatch.setenv("RELAY_WEBSOCKET_URL", RELAY_URL)
-        wiring.reset()
-        yield endpoint
-
-
-@pytest.fixture
-def call(connections, lambda_context):
-    return VoiceCall(
-        FUNCTIONS, connections, account_sid=sample.ACCOUNT_SID, auth_token=sample.AUTH_TOKEN, context=lambda_context
-    )
+def call(voice_call):
+    return voice_call()
 
 
 def answered(call: VoiceCall) -> VoiceCall:
