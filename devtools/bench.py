@@ -32,16 +32,11 @@ from typing import Any
 
 from devtools import sample
 from devtools.template import ROOT
+from devtools.template_functions import functions as template_functions
 
 CORE = ROOT / "layers" / "core" / "python"
-FUNCTION_DIRS = {
-    "InboundSmsFunction": "inbound_sms",
-    "HandoffDispatchFunction": "handoff_dispatch",
-    "IncomingCallFunction": "incoming_call",
-    "VoiceRelayFunction": "voice_relay",
-    "VoiceActionFunction": "voice_action",
-    "HandoffReleaseFunction": "handoff_release",
-}
+# Every function of the template, by the folder its Handler names (inbound_sms.app.handler).
+FUNCTION_DIRS = {logical_id: spec.module_path.split(".")[0] for logical_id, spec in template_functions().items()}
 
 FLOOR = """
 import sys, boto3
