@@ -16,7 +16,9 @@ from devtools.local_stack import PASS_THROUGH, LocalStack
 def test_concurrent_customers_duplicates_and_handoffs():
     environ = {k: v for k, v in os.environ.items() if k not in PASS_THROUGH}
     with LocalStack(port=0, log_level="ERROR", environ=environ) as stack:
-        report = run_load(stack.url, messages=150, customers=30, workers=8, duplicate_share=0.1, human_share=0.1)
+        # Four senders: concurrent enough to race, few enough that moto (one request at a time)
+        # answers inside the functions' 5 s DynamoDB read timeout even on a loaded machine.
+        report = run_load(stack.url, messages=150, customers=30, workers=4, duplicate_share=0.1, human_share=0.1)
         deadline = time.time() + 60
         while time.time() < deadline and any(h["status"] in ("pending", "dispatching") for h in stack.handoffs()):
             time.sleep(0.2)
