@@ -82,8 +82,8 @@ def parse_inbound(body: str | bytes | None) -> Setup | Prompt | Dtmf | Interrupt
         raise ProtocolError("frame too large")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ProtocolError("frame is not JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ProtocolError("frame is not JSON (or nested beyond reason)") from None
     if not isinstance(data, dict):
         raise ProtocolError("frame is not a JSON object")
     kind = data.get("type")

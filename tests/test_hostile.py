@@ -1,0 +1,272 @@
+"""Hostile and malformed input at every entry point: a clear refusal, nothing changed, nothing leaked.
+
+Each HTTP entry point gets the same battery (built from a valid, signed request by breaking
+one thing at a time); the WebSocket handshake and the frames get their own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twilio.request_validator import RequestValidator
+
+from agent_handoff.relay_protocol import ProtocolError, parse_inbound
+from conftest import load_handler
+from devtools import sample
+from devtools.events import (
+    DEFAULT_HOST,
+    action_params,
+    call_params,
+    http_api_event,
+    sms_params,
+    ws_connect_event,
+    ws_message_event,
+)
+
+TOKEN = sample.AUTH_TOKEN
+
+
+def _resign(event, params, url):
+    event["headers"]["x-twilio-signature"] = RequestValidator(TOKEN).compute_signature(url, params)
+    return event
+
+
+def battery(path: str, params: dict[str, str], required: tuple[str, ...]) -> dict[str, tuple]:
+    """About 35 broken variants of one valid request: name -> (event factory, allowed statuses)."""
+    url = f"https://{DEFAULT_HOST}{path}"
+
+    def signed(p=params, **kw):
+        return http_api_event(path, p, auth_token=TOKEN, **kw)
+
+    def body_of(event):
+        return base64.b64decode(event["body"]).decode()
+
+    def with_body(event, body):
+        event["body"] = base64.b64encode(body.encode()).decode()
+        return event
+
+    cases: dict[str, tuple] = {
+        "no signature": (lambda: http_api_event(path, params, auth_token=None), {403}),
+        "empty signature": (lambda: http_api_event(path, params, auth_token=None, signature=""), {403}),
+        "garbage signature": (lambda: http_api_event(path, params, auth_token=None, signature="%%%"), {403}),
+        "short signature": (lambda: http_api_event(path, params, auth_token=None, signature="AAAA"), {403}),
+        "another token": (lambda: http_api_event(path, params, auth_token="x" * 32), {403}),
+        "signed for another host": (
+            lambda: {**signed(), "headers": {**signed()["headers"], "host": "evil.test"}},
+            {403},
+        ),
+        "signed for another path": (lambda: {**signed(), "rawPath": path + "x"}, {403}),
+        "signed over http": (lambda: _resign(signed(), params, url.replace("https", "http")), {403}),
+        "query added": (lambda: {**signed(), "rawQueryString": "x=1"}, {403}),
+        "parameter added": (lambda: with_body(signed(), body_of(signed()) + "&Extra=1"), {403}),
+        "parameter removed": (lambda: with_body(signed(), "&".join(body_of(signed()).split("&")[1:])), {403}),
+        "value repeated differently": (lambda: with_body(signed(), body_of(signed()) + f"&{required[0]}=other"), {403}),
+        "another account": (lambda: signed({**params, "AccountSid": "AC" + "9" * 32}), {403}),
+        "account missing": (lambda: signed({k: v for k, v in params.items() if k != "AccountSid"}), {403}),
+        "json content type": (lambda: signed(content_type="application/json"), {400}),
+        "text content type": (lambda: signed(content_type="text/plain"), {400}),
+        "multipart": (lambda: signed(content_type="multipart/form-data; boundary=x"), {400}),
+        "no content type": (lambda: signed(content_type=""), {400}),
+        "json body": (lambda: signed(content_type="application/json", body=json.dumps(params)), {400}),
+        "not base64": (lambda: {**signed(), "body": "@@not base64@@"}, {400}),
+        "invalid utf-8": (lambda: signed(body=b"Body=\xff\xfe"), {400}),
+        "invalid utf-8 escaped": (lambda: signed(body="Body=%ff%fe"), {400}),
+        "not a form": (lambda: signed(body="hello there"), {400}),
+        "oversized body": (lambda: signed(body="Body=" + "a" * 40_000), {413}),
+        "oversized field": (lambda: signed({**params, "Body": "a" * 40_000}), {413}),
+        "too many fields": (lambda: signed(body="&".join(f"f{i}=1" for i in range(300))), {413}),
+        "empty body": (lambda: signed({}), {403}),
+    }
+    for name in required:
+        cases[f"{name} missing"] = (lambda n=name: signed({k: v for k, v in params.items() if k != n}), {400})
+        cases[f"{name} empty"] = (lambda n=name: signed({**params, n: ""}), {400})
+        cases[f"{name} repeated"] = (lambda n=name: signed([*params.items(), (n, params[n] + "x")]), {400})
+        cases[f"{name} replayed with another value"] = (
+            lambda n=name: _replay(signed(), path, {**params, n: params[n] + "0"}),
+            {403},
+        )
+    return cases
+
+
+def _replay(original, path, other_params):
+    """The signature of one request on another request's parameters."""
+    replayed = http_api_event(path, other_params, auth_token=None)
+    replayed["headers"]["x-twilio-signature"] = original["headers"]["x-twilio-signature"]
+    return replayed
+
+
+SMS = sms_params(account_sid=sample.ACCOUNT_SID, body="I want a human")
+CALL = call_params(
+    account_sid=sample.ACCOUNT_SID, call_sid="CA" + "1" * 32, caller="+14155550100", agent=sample.AGENT_NUMBER
+)
+ACTION = action_params(
+    account_sid=sample.ACCOUNT_SID,
+    call_sid="CA" + "1" * 32,
+    caller="+14155550100",
+    agent=sample.AGENT_NUMBER,
+    session_status="ended",
+    handoff_data='{"conversationId": "c"}',
+)
+ENTRY_POINTS = {
+    "/sms": ("inbound_sms", battery("/sms", SMS, ("MessageSid", "From", "To"))),
+    "/voice": (
+        "incoming_call",
+        {
+            **battery("/voice", CALL, ("CallSid", "From", "To")),
+            "bad FlowSid": (lambda: http_api_event("/voice", CALL, auth_token=TOKEN, query="FlowSid=FW1"), {400}),
+        },
+    ),
+    "/voice/action": ("voice_action", battery("/voice/action", ACTION, ("CallSid", "SessionStatus"))),
+}
+
+
+def test_every_http_entry_point_gets_at_least_30_cases():
+    for _, cases in ENTRY_POINTS.values():
+        assert len(cases) >= 30
+
+
+@pytest.mark.parametrize(
+    ("path", "name"), [(path, name) for path, (_, cases) in ENTRY_POINTS.items() for name in cases]
+)
+def test_http_entry_points_refuse_and_change_nothing(aws, lambda_context, connections, path, name):
+    function, cases = ENTRY_POINTS[path]
+    make, allowed = cases[name]
+    before = aws.items()
+
+    response = load_handler(function).handler(make(), lambda_context)
+
+    assert response["statusCode"] in allowed, response
+    assert response["body"].strip() and "Traceback" not in response["body"]
+    assert TOKEN not in response["body"] and sample.RELEASE_TOKEN not in response["body"]
+    assert aws.items() == before
+
+
+# -- the WebSocket handshake ---------------------------------------------------------------
+
+WSS = "wss://wsabc12345.execute-api.us-east-1.amazonaws.com/live"
+
+
+def _sig(url, params=None, token=TOKEN):
+    return RequestValidator(token).compute_signature(url, params or {})
+
+
+HANDSHAKES = {
+    "no signature": lambda: ws_connect_event("c1=", auth_token=None),
+    "empty": lambda: ws_connect_event("c1=", auth_token=None, signature=""),
+    "garbage": lambda: ws_connect_event("c1=", auth_token=None, signature="%%%"),
+    "another token": lambda: ws_connect_event("c1=", auth_token="y" * 32),
+    "https url": lambda: ws_connect_event("c1=", auth_token=None, signature=_sig(WSS.replace("wss", "https"))),
+    "ws url": lambda: ws_connect_event("c1=", auth_token=None, signature=_sig(WSS.replace("wss", "ws"))),
+    "other stage": lambda: ws_connect_event("c1=", auth_token=None, signature=_sig(WSS.replace("/live", "/dev"))),
+    "no stage": lambda: ws_connect_event("c1=", auth_token=None, signature=_sig(WSS.replace("/live", ""))),
+    "trailing slash": lambda: ws_connect_event("c1=", auth_token=None, signature=_sig(WSS + "/")),
+    "other domain": lambda: ws_connect_event("c1=", auth_token=None, signature=_sig("wss://evil.test/live")),
+    "with query": lambda: ws_connect_event("c1=", auth_token=None, signature=_sig(WSS + "?a=b")),
+    "with params": lambda: ws_connect_event("c1=", auth_token=None, signature=_sig(WSS, {"a": "b"})),
+    "port 443": lambda: ws_connect_event("c1=", auth_token=None, signature=_sig(WSS.replace(".com", ".com:443"))),
+    "upper host": lambda: ws_connect_event("c1=", auth_token=None, signature=_sig(WSS.upper())),
+    "unsigned query added": lambda: {**ws_connect_event("c1=", auth_token=TOKEN), "queryStringParameters": {"x": "1"}},
+    "no headers": lambda: {**ws_connect_event("c1=", auth_token=TOKEN), "headers": None},
+    "sha256 of url": lambda: ws_connect_event(
+        "c1=", auth_token=None, signature=base64.b64encode(WSS.encode()).decode()
+    ),
+    "signed by the http token": lambda: ws_connect_event(
+        "c1=", auth_token=None, signature=_sig(WSS, token=sample.RELEASE_TOKEN)
+    ),
+    **{
+        f"random {i}": (
+            lambda i=i: ws_connect_event("c1=", auth_token=None, signature=base64.b64encode(bytes([i]) * 20).decode())
+        )
+        for i in range(12)
+    },
+}
+
+
+def test_handshake_battery_has_at_least_30_cases():
+    assert len(HANDSHAKES) >= 30
+
+
+@pytest.mark.parametrize("name", HANDSHAKES)
+def test_bad_handshakes_are_refused(aws, lambda_context, connections, name):
+    before = aws.items()
+    assert load_handler("voice_relay").handler(HANDSHAKES[name](), lambda_context) == {"statusCode": 403}
+    assert aws.items() == before
+
+
+# -- frames --------------------------------------------------------------------------------
+
+CALL_SID, ACCOUNT = "CA" + "2" * 32, sample.ACCOUNT_SID
+SETUP = {"type": "setup", "sessionId": "VX1", "callSid": CALL_SID, "accountSid": ACCOUNT, "from": "+1", "to": "+2"}
+FRAMES = {
+    "empty": "",
+    "whitespace": "   ",
+    "not json": "hello",
+    "json array": "[]",
+    "json number": "42",
+    "json string": '"prompt"',
+    "json null": "null",
+    "no type": json.dumps({"voicePrompt": "hi"}),
+    "type not a string": json.dumps({"type": 5}),
+    "unknown type": json.dumps({"type": "hack"}),
+    "type with different case": json.dumps({"type": "Prompt", "voicePrompt": "hi"}),
+    "prompt without text": json.dumps({"type": "prompt"}),
+    "prompt text not a string": json.dumps({"type": "prompt", "voicePrompt": {"a": 1}}),
+    "prompt too long": json.dumps({"type": "prompt", "voicePrompt": "a" * 9000}),
+    "frame too large": json.dumps({"type": "prompt", "voicePrompt": "a" * 70_000}),
+    "prompt before setup": json.dumps({"type": "prompt", "voicePrompt": "hi", "last": True}),
+    "dtmf before setup": json.dumps({"type": "dtmf", "digit": "0"}),
+    "interrupt before setup": json.dumps({"type": "interrupt", "utteranceUntilInterrupt": "x"}),
+    "dtmf two digits": json.dumps({"type": "dtmf", "digit": "00"}),
+    "dtmf not a digit": json.dumps({"type": "dtmf", "digit": "x"}),
+    "dtmf number": json.dumps({"type": "dtmf", "digit": 0}),
+    "interrupt negative": json.dumps({"type": "interrupt", "durationUntilInterruptMs": -5}),
+    "interrupt duration text": json.dumps({"type": "interrupt", "durationUntilInterruptMs": "soon"}),
+    "setup bad call sid": json.dumps({**SETUP, "callSid": "CA1"}),
+    "setup bad account": json.dumps({**SETUP, "accountSid": "nope"}),
+    "setup without session": json.dumps({k: v for k, v in SETUP.items() if k != "sessionId"}),
+    "setup of another account": json.dumps({**SETUP, "accountSid": "AC" + "9" * 32}),
+    "deep nesting": '{"type": "prompt", "voicePrompt": ' + "[" * 5000 + "]" * 5000 + "}",
+    "duplicate keys": '{"type": "prompt", "type": "hack"}',
+    "nan": '{"type": "interrupt", "durationUntilInterruptMs": NaN}',
+    "error frame": json.dumps({"type": "error", "description": "Invalid message received"}),
+    "info frame": json.dumps({"type": "info", "name": "x", "value": 1}),
+}
+
+
+def test_frame_battery_has_at_least_30_cases():
+    assert len(FRAMES) >= 30
+
+
+@pytest.mark.parametrize("name", FRAMES)
+def test_bad_frames_get_no_frame_and_change_nothing(aws, lambda_context, connections, name):
+    before = aws.items()
+
+    response = load_handler("voice_relay").handler(ws_message_event("conn1=", FRAMES[name]), lambda_context)
+
+    assert response == {"statusCode": 200}  # never an error that API Gateway would turn into a bad frame
+    assert connections.frames == {}
+    assert aws.items() == before
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=300),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+            max_leaves=20,
+        ).map(json.dumps),
+    )
+)
+def test_frame_parser_answers_anything_with_a_message_or_protocol_error(body):
+    try:
+        message = parse_inbound(body)
+    except ProtocolError:
+        return
+    assert message.type in {"setup", "prompt", "dtmf", "interrupt", "error", "info"}
