@@ -211,6 +211,9 @@ class LocalStack:
             RELAY_WEBSOCKET_URL=f"ws://{self.host}:{gateway_port}/relay",
             AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI=base,
             POWERTOOLS_LOG_LEVEL=self.log_level,
+            # moto answers one request at a time and copies its tables on each transaction:
+            # under load it is far slower than DynamoDB, so the local stack waits longer for it.
+            AWS_CLIENT_READ_TIMEOUT_SECONDS="60",
             POWERTOOLS_TRACE_DISABLED="true",
             POWERTOOLS_METRICS_DISABLED="true",
         )

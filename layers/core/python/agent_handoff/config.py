@@ -80,6 +80,7 @@ class Settings(BaseModel):
         max_length=1000,
     )
     handoff_release_token: str | None = Field(None, alias="HANDOFF_RELEASE_TOKEN", min_length=24)
+    aws_read_timeout_seconds: float = Field(5.0, alias="AWS_CLIENT_READ_TIMEOUT_SECONDS", gt=0, le=60)
     studio_max_attempts: int = Field(4, alias="STUDIO_MAX_ATTEMPTS", ge=1, le=10)
     dispatch_max_deliveries: int = Field(5, alias="DISPATCH_MAX_DELIVERIES", ge=1, le=50)
 

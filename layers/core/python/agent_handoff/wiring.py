@@ -53,7 +53,8 @@ def aws_client(service: str) -> Any:
     from botocore.config import Config
 
     # Short timeouts and the SDK's standard retries (throttling included), inside Twilio's 15 s window.
-    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 4})
+    read_timeout = settings().aws_read_timeout_seconds
+    config = Config(connect_timeout=2, read_timeout=read_timeout, retries={"mode": "standard", "max_attempts": 4})
     return boto3.client(service, config=config)
 
 
