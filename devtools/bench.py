@@ -86,11 +86,8 @@ class Bench:
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TWILIO_", "PYTHON"))},
             **sample.environment(),
+            **sample.FAKE_AWS,
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
             "STUDIO_BASE_URL": self.studio.base_url,
             "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": self.connections.url,
             "RELAY_WEBSOCKET_URL": "wss://bench.execute-api.us-east-1.amazonaws.com/live",

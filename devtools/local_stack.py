@@ -59,15 +59,6 @@ PASS_THROUGH = (
 # The gateway lists the Studio recorder's executions here, for the simulators.
 STUDIO_PATH = "/_local/studio-executions"
 HANDOFFS_PATH = "/_local/handoffs"
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_SESSION_TOKEN": "local",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    # moto does not serve the account-based endpoints botocore picks for stream ARNs.
-    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-}
 
 
 def serialized_moto_server(host: str, port: int) -> Any:
@@ -134,7 +125,7 @@ class LocalStack:
         moto.start()
         self._stoppers.append(moto.stop)
         self.aws_url = f"http://{self.host}:{aws_port}"
-        os.environ.update(FAKE_AWS)
+        os.environ.update(sample.FAKE_AWS)
         os.environ["AWS_ENDPOINT_URL"] = self.aws_url
         os.environ.pop("AWS_PROFILE", None)
 

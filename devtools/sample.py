@@ -12,6 +12,16 @@ FLOW_SID = "FW" + "0b1c" * 8
 TABLE_NAME = "ai-handoff-sessions"
 DEAD_LETTER_QUEUE_NAME = "ai-handoff-dispatch-dlq"
 RELEASE_TOKEN = "sample_release_token_0b1c0b1c0b1c0b1c0b1c"
+# Credentials no AWS account accepts, for moto; and the endpoint mode moto can serve
+# (botocore's account-based endpoints for stream ARNs answer "404 Not yet implemented" there).
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+}
 HANDOFF_ATTRIBUTES = '{"department":"support","priority":"normal"}'
 
 

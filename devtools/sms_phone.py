@@ -23,12 +23,7 @@ from devtools import sample
 from devtools.lambdas import LambdaContext, load_function
 from devtools.template import ROOT
 
-for _key, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-}.items():
+for _key, _value in sample.FAKE_AWS.items():
     os.environ.setdefault(_key, _value)
 
 
