@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from devtools.template import ROOT
+from devtools.template_functions import functions as template_functions
 
 SAM = os.environ.get("SAM_CLI") or shutil.which("sam")
 pytestmark = [
@@ -47,14 +48,7 @@ def test_sam_build_default_arm64(tmp_path):
     build = tmp_path / "build"
     sam("build", "--build-dir", str(build), "--cache-dir", str(tmp_path / "cache"))
 
-    for function in (
-        "InboundSmsFunction",
-        "HandoffDispatchFunction",
-        "IncomingCallFunction",
-        "VoiceRelayFunction",
-        "VoiceActionFunction",
-        "HandoffReleaseFunction",
-    ):
+    for function in template_functions():
         assert [p.name for p in (build / function).rglob("*") if p.is_file()] == ["app.py"]
     assert (build / "CoreLayer" / "python" / "agent_handoff" / "wiring.py").is_file()
     cores = list((build / "DependenciesLayer" / "python" / "pydantic_core").glob("*.so"))
