@@ -13,7 +13,6 @@ update, and AWS error codes become the domain's own exceptions here and nowhere 
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from typing import Any
 
 from .dynamo import DynamoTable, TransactionCancelled, history_attribute, history_from, n, plain_item, s
@@ -72,7 +71,8 @@ class SessionStore(DynamoTable):
         item = self._get(message_key(message_sid))
         if item and item.get("status") == "done":
             return MessageClaim(state="done", reply=item.get("reply"))
-        return MessageClaim(state="in_progress" if item else "claimed")
+        # Missing means the first delivery released its claim: still not an answer to repeat.
+        return MessageClaim(state="in_progress")
 
     def release_message(self, message_sid: str, token: str) -> None:
         """Give up a claim after a failure, so Twilio's retry can process the webhook."""
@@ -113,10 +113,9 @@ class SessionStore(DynamoTable):
             return False
         return True
 
-    def commit_turn(self, commit: TurnCommit, *, now: int, ttl_seconds: int) -> Conversation:
+    def commit_turn(self, commit: TurnCommit, *, now: int, ttl_seconds: int) -> None:
         """Write the conversation, the webhook's reply and any handoff record atomically."""
         conversation = commit.conversation
-        stored_version = conversation.version
         items: list[dict[str, Any]] = [
             {"Put": self._conversation_put(conversation, now=now, ttl_seconds=ttl_seconds)},
             {
@@ -144,10 +143,9 @@ class SessionStore(DynamoTable):
             reasons = exc.reasons
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 raise ConcurrentUpdate(
-                    f"conversation {conversation.conversation_id} changed since version {stored_version}"
+                    f"conversation {conversation.conversation_id} changed since version {conversation.version}"
                 ) from None
             raise StoreError(f"turn not committed: {', '.join(r or 'None' for r in reasons)}") from None
-        return replace(conversation, version=stored_version + 1)
 
     def _conversation_put(self, conversation: Conversation, *, now: int, ttl_seconds: int) -> dict[str, Any]:
         item: dict[str, Any] = {
