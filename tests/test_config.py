@@ -102,3 +102,51 @@ def test_unreadable_secret_names_the_variable(secret_env, monkeypatch):
     monkeypatch.setenv("TWILIO_SECRET_ARN", secret_env + "-missing")
     with pytest.raises(ConfigError, match="TWILIO_SECRET_ARN: cannot read the secret"):
         wiring.settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("LLM_TIMEOUT_SECONDS", "0", "LLM_TIMEOUT_SECONDS: must be greater than 0"),
+        ("LLM_TIMEOUT_SECONDS", "nan", "LLM_TIMEOUT_SECONDS: must be a number of seconds"),
+        ("HISTORY_LIMIT", "1", "HISTORY_LIMIT: must be at least 2"),
+        ("HISTORY_LIMIT", "2.5", "HISTORY_LIMIT: must be a whole number"),
+        ("TWILIO_AUTH_TOKEN", "short", "TWILIO_AUTH_TOKEN: must be at least 16 characters"),
+        ("HANDOFF_HOLD_MESSAGE", "x" * 1601, "HANDOFF_HOLD_MESSAGE: must be at most 1600 characters"),
+        ("TWILIO_ACCOUNT_SID", "AC123", "TWILIO_ACCOUNT_SID: must be an Account SID: AC and 32 hex digits"),
+        ("RELAY_WEBSOCKET_URL", "https://x.example/live", "RELAY_WEBSOCKET_URL: must be a wss:// URL"),
+        ("OPENAI_BASE_URL", "https:// spaced", "OPENAI_BASE_URL: must be an http(s):// URL with a host"),
+        ("LLM_PROVIDER", "gpt", "LLM_PROVIDER: must be one of rules, openai, bedrock"),
+    ],
+)
+def test_error_messages_say_what_is_expected(variable, value, message):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_mapping(sample.environment(**{variable: value}))
+    assert str(error.value) == "invalid configuration: " + message
+
+
+def test_every_problem_is_reported_at_once_without_the_values():
+    with pytest.raises(ConfigError) as error:
+        Settings.from_mapping(sample.environment(TWILIO_AUTH_TOKEN="tiny-secret", HISTORY_LIMIT="0"))
+    assert "TWILIO_AUTH_TOKEN" in str(error.value) and "HISTORY_LIMIT" in str(error.value)
+    assert "tiny-secret" not in str(error.value)
+
+
+def test_values_are_typed_and_urls_lose_their_trailing_slash():
+    settings = Settings.from_mapping(
+        sample.environment(
+            OPENAI_BASE_URL="http://127.0.0.1:9/v1/",
+            LLM_TIMEOUT_SECONDS="2.5",
+            HISTORY_LIMIT=" 40 ",
+            LLM_PROVIDER="openai",
+        )
+    )
+    assert settings.openai_base_url == "http://127.0.0.1:9/v1"
+    assert settings.llm_timeout_seconds == 2.5 and settings.history_limit == 40
+    assert settings.llm_provider == "openai"
+
+
+def test_settings_are_frozen():
+    settings = Settings.from_mapping(sample.environment())
+    with pytest.raises(AttributeError):
+        settings.history_limit = 3  # type: ignore[misc]

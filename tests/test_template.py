@@ -135,7 +135,7 @@ def test_credentials_are_never_plain_parameters_or_variables():
 def test_environment_names_are_the_design_contract():
     from agent_handoff.config import Settings
 
-    known = {info.alias for info in Settings.model_fields.values()} | {
+    known = set(Settings.variables()) | {
         "TWILIO_SECRET_ARN",
         "POWERTOOLS_LOG_LEVEL",
         "POWERTOOLS_METRICS_NAMESPACE",
