@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.deployment import install_runtime, missing_bytecode
 from devtools.template import ROOT
 from devtools.template_functions import functions as template_functions
 
@@ -46,8 +47,10 @@ def test_sam_validate_lint():
 
 def test_sam_build_default_arm64(tmp_path):
     build = tmp_path / "build"
-    sam("build", "--build-dir", str(build), "--cache-dir", str(tmp_path / "cache"))
+    # No Python 3.13 needed: without one the build ships no bytecode and says so.
+    result = sam("build", "--build-dir", str(build), "--cache-dir", str(tmp_path / "cache"), env={"PYC_PYTHON": ""})
 
+    assert "ships without bytecode" in result.stdout + result.stderr
     for function in template_functions():
         assert [p.name for p in (build / function).rglob("*") if p.is_file()] == ["app.py"]
     assert (build / "CoreLayer" / "python" / "agent_handoff" / "wiring.py").is_file()
@@ -107,24 +110,13 @@ def test_every_function_runs_from_the_build_output_as_lambda_imports_it(tmp_path
         env={
             "LAYER_ARCH": "x86_64" if arch == "x86_64" else "aarch64",
             "LAYER_PYTHON_VERSION": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "PYC_PYTHON": sys.executable,
         },
     )
-    runtime = tmp_path / "runtime"  # what the Lambda Python runtime provides beside the stdlib
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-            str(runtime),
-            f"boto3=={boto3.__version__}",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    # What Lambda will run: no module left to compile on a cold start, in the function or its layers.
+    for directory in (build / "CoreLayer", build / "DependenciesLayer", *(build / f for f in SAMPLES)):
+        assert missing_bytecode(directory, sys.implementation.cache_tag) == [], directory
+    runtime = install_runtime(tmp_path)
     layers = [str(build / "CoreLayer" / "python"), str(build / "DependenciesLayer" / "python")]
     events = json.loads((ROOT / "events" / "env.json").read_text())["Parameters"]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.deployment import missing_bytecode
 from devtools.template import ROOT, TEMPLATE, load_template
 
 FUNCTIONS = {
@@ -155,36 +156,66 @@ def test_outputs_give_every_webhook_url():
     assert "wss://" in json.dumps(outputs["RelayWebSocketUrl"]["Value"])
 
 
-def _make(directory: Path, target: str, artifacts: Path, **env: str) -> None:
-    subprocess.run(
+def _make(directory: Path, target: str, artifacts: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
         ["make", "-s", target, f"ARTIFACTS_DIR={artifacts}"],
         cwd=directory,
         check=True,
         env={**os.environ, **env},
         capture_output=True,
+        text=True,
     )
 
 
-def test_function_builds_hold_only_their_handler(tmp_path):
+# Bytecode made by this interpreter, as the Makefiles make it for the runtime's own version.
+HOST_BYTECODE = {
+    "LAYER_PYTHON_VERSION": f"{sys.version_info.major}.{sys.version_info.minor}",
+    "PYC_PYTHON": sys.executable,
+}
+
+
+def test_function_builds_hold_only_their_handler_and_its_bytecode(tmp_path):
     for logical_id, folder in FUNCTIONS.items():
         out = tmp_path / logical_id
-        _make(ROOT / "functions", f"build-{logical_id}", out)
-        assert [str(p.relative_to(out)) for p in sorted(out.rglob("*")) if p.is_file()] == [f"{folder}/app.py"]
+        _make(ROOT / "functions", f"build-{logical_id}", out, **HOST_BYTECODE)
+        files = [str(p.relative_to(out)) for p in sorted(out.rglob("*")) if p.is_file()]
+        assert files == [f"{folder}/__pycache__/app.{sys.implementation.cache_tag}.pyc", f"{folder}/app.py"]
+        assert missing_bytecode(out, sys.implementation.cache_tag) == []
         assert (out / folder / "app.py").read_bytes() == (ROOT / "functions" / folder / "app.py").read_bytes()
         handler = load_template()["Resources"][logical_id]["Properties"]["Handler"]
         assert handler == f"{folder}.app.handler"
 
 
-def test_core_layer_build(tmp_path):
-    _make(ROOT / "layers" / "core", "build-CoreLayer", tmp_path)
+def test_core_layer_ships_bytecode_for_the_runtime_version(tmp_path):
+    _make(ROOT / "layers" / "core", "build-CoreLayer", tmp_path, **HOST_BYTECODE)
     assert (tmp_path / "python" / "agent_handoff" / "sms.py").is_file()
-    assert not list(tmp_path.rglob("__pycache__"))
+    assert missing_bytecode(tmp_path / "python", sys.implementation.cache_tag) == []
+    stale = [p for p in (tmp_path / "python").rglob("*.pyc") if sys.implementation.cache_tag not in p.name]
+    assert stale == []  # nothing left over from the developer's own caches
+
+
+def test_without_a_runtime_interpreter_the_build_says_it_ships_no_bytecode(tmp_path):
+    result = _make(ROOT / "layers" / "core", "build-CoreLayer", tmp_path, PYC_PYTHON="", LAYER_PYTHON_VERSION="3.13")
+    assert "ships without bytecode" in result.stdout and "PYC_PYTHON" in result.stdout
+    assert not list(tmp_path.rglob("*.pyc"))
+
+
+def test_bytecode_of_the_wrong_python_version_fails_the_build(tmp_path):
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        _make(
+            ROOT / "layers" / "core",
+            "build-CoreLayer",
+            tmp_path,
+            PYC_PYTHON=sys.executable,
+            LAYER_PYTHON_VERSION="3.99",
+        )
+    assert "the runtime is 3.99" in failed.value.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is a documented prerequisite")
 def test_dependencies_layer_builds_for_arm64_without_python_313(tmp_path):
-    _make(ROOT / "layers" / "dependencies", "build-DependenciesLayer", tmp_path, PYTHON=sys.executable)
+    _make(ROOT / "layers" / "dependencies", "build-DependenciesLayer", tmp_path, PYTHON=sys.executable, PYC_PYTHON="")
     site = tmp_path / "python"
     assert (site / "twilio").is_dir() and (site / "httpx").is_dir() and (site / "aws_lambda_powertools").is_dir()
     cores = list((site / "pydantic_core").glob("_pydantic_core*.so"))
