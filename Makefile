@@ -81,8 +81,9 @@ flow: $(BIN)/.installed
 validate: $(SAM)
 	$(SAM) validate --lint
 
+# PYC_PYTHON=/path/to/python3.13 when python3.13 is not on PATH: the layers then ship bytecode.
 build: $(SAM)
-	LAYER_ARCH=$(LAYER_ARCH) $(SAM) build --parameter-overrides Architecture=$(ARCH)
+	LAYER_ARCH=$(LAYER_ARCH) $(if $(PYC_PYTHON),PYC_PYTHON=$(PYC_PYTHON),) $(SAM) build --parameter-overrides Architecture=$(ARCH)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache .hypothesis

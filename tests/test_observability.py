@@ -108,3 +108,18 @@ def test_ids_learnt_mid_invocation_reach_every_later_line(aws, lambda_context, f
 
     records = [r for r in lines(function_logs.readouterr().out) if "message" in r]
     assert records and all(r.get("call_sid") == call.call_sid for r in records), records
+
+
+@pytest.mark.parametrize(("variable", "value"), [("POWERTOOLS_METRICS_DISABLED", "true"), ("POWERTOOLS_DEV", "true")])
+def test_disabled_metrics_print_nothing(monkeypatch, capsys, variable, value):
+    from agent_handoff.observability import metric
+
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.setenv(variable, value)
+    metric("Turns", channel="sms", kind="agent")
+    assert capsys.readouterr().out == ""
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    metric("Turns", channel="sms", kind="agent")
+    assert '"Turns":[1.0]' in capsys.readouterr().out

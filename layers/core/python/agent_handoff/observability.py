@@ -14,6 +14,7 @@ import os
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from . import log_context
 
@@ -44,6 +45,8 @@ def route_core_logs(logger: Logger) -> None:
 
 
 def metric(name: str, value: float = 1, *, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
+    if is_metrics_disabled():  # single_metric prints even when POWERTOOLS_METRICS_DISABLED is set
+        return
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or NAMESPACE_DEFAULT
     with single_metric(name=name, unit=unit, value=value, namespace=namespace) as emitted:
         for key, dimension in dimensions.items():
