@@ -7,10 +7,20 @@ import os
 
 os.environ.setdefault("TAC_ANALYTICS_DISABLED", "true")
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tac.models.handoff import HandoffPayload as TacHandoffPayload
 from tac.tools.handoff import DEFAULT_HANDOFF_TOOL_NAME
 
-from agent_handoff.handoff import HANDOFF_TOOL_NAME, HANDOFF_TOOL_PARAMETERS, build_payload, tool_result
+from agent_handoff.handoff import (
+    HANDOFF_TOOL_NAME,
+    HANDOFF_TOOL_PARAMETERS,
+    HandoffPayload,
+    InvalidPayload,
+    build_payload,
+    tool_result,
+)
 
 PAYLOAD = build_payload(
     conversation_id="conv_123",
@@ -42,3 +52,48 @@ def test_tool_matches_tac():
     assert list(HANDOFF_TOOL_PARAMETERS["properties"]) == ["reason"]
     assert tool_result("SMS") == {"status": "handoff_initiated", "channel": "SMS"}
     assert tool_result("SMS", error="boom") == {"status": "handoff_failed", "channel": "SMS", "error": "boom"}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    conversation_id=st.text(max_size=40),
+    store_id=st.text(max_size=20),
+    reason=st.text(max_size=80),
+    attributes=st.dictionaries(st.text(max_size=10).filter(lambda k: k != "reason"), json_values, max_size=4),
+)
+def test_any_payload_is_what_tac_would_send_and_reads_back(conversation_id, store_id, reason, attributes):
+    payload = build_payload(
+        conversation_id=conversation_id, reason=reason, routing_attributes=attributes, store_id=store_id
+    )
+    tac = TacHandoffPayload.model_validate_json(payload.to_json())
+    assert json.loads(tac.model_dump_json(by_alias=True)) == json.loads(payload.to_json())
+    assert HandoffPayload.from_json(payload.to_json()) == payload
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "not JSON"),
+        ("[1]", "not a JSON object"),
+        ("{}", "conversation_id must be a string"),
+        ('{"conversationId": 5}', "conversation_id must be a string"),
+        ('{"conversationId": "c", "storeId": null}', "store_id must be a string"),
+        ('{"conversationId": "c", "attributes": []}', "attributes must be an object"),
+    ],
+)
+def test_what_is_not_a_payload_is_refused_by_us_and_by_tac(text, problem):
+    with pytest.raises(InvalidPayload, match=problem):
+        HandoffPayload.from_json(text)
+    with pytest.raises(ValueError):  # pydantic's ValidationError is a ValueError
+        TacHandoffPayload.model_validate_json(text)
+
+
+def test_tac_spelling_and_python_spelling_both_read():
+    assert HandoffPayload.from_json('{"conversation_id": "c", "profile_id": "p"}') == HandoffPayload("c", "", "p")

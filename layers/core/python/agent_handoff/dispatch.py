@@ -103,7 +103,7 @@ class HandoffDispatcher:
 
 
 def _studio_parameters(record: HandoffRecord) -> str:
-    return HandoffPayload.model_validate_json(record.payload_json).studio_parameters()
+    return HandoffPayload.from_json(record.payload_json).studio_parameters()
 
 
 def _dead_letter(record: HandoffRecord, reason: str, now: int) -> dict[str, Any]:

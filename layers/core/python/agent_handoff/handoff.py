@@ -1,15 +1,16 @@
 """The HandoffPayload and the `handoff` tool, in the wire shapes of Twilio Agent Connect.
 
-A Studio Flow built for TAC reads `{{flow.data.HandoffData.attributes.reason}}`; these
-models produce exactly the JSON it expects.
+A Studio Flow built for TAC reads `{{flow.data.HandoffData.attributes.reason}}`; the payload
+below produces exactly the JSON it expects (tests hold it to TAC's own pydantic model). It is a
+plain dataclass because every function that hands off would otherwise import pydantic on its
+cold start for four fields.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 HANDOFF_TOOL_NAME = "handoff"
 HANDOFF_TOOL_DESCRIPTION = (
@@ -32,22 +33,59 @@ HANDOFF_TOOL_PARAMETERS: dict[str, Any] = {
 Channel = Literal["SMS", "VOICE"]
 
 
-class HandoffPayload(BaseModel):
+class InvalidPayload(ValueError):
+    """JSON that is not a HandoffPayload."""
+
+
+@dataclass(frozen=True)
+class HandoffPayload:
     """TAC's HandoffPayload: unknown values are empty strings, never null."""
 
-    model_config = ConfigDict(populate_by_name=True, frozen=True)
+    conversation_id: str
+    store_id: str = ""
+    profile_id: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
 
-    conversation_id: str = Field(alias="conversationId")
-    store_id: str = Field("", alias="storeId")
-    profile_id: str = Field("", alias="profileId")
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    def wire(self) -> dict[str, Any]:
+        """The payload under TAC's field names, in TAC's order."""
+        return {
+            "conversationId": self.conversation_id,
+            "storeId": self.store_id,
+            "profileId": self.profile_id,
+            "attributes": self.attributes,
+        }
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
+        return json.dumps(self.wire(), separators=(",", ":"), ensure_ascii=False)
 
     def studio_parameters(self) -> str:
         """The Studio Executions `Parameters` field: the flow reads it as `flow.data.HandoffData`."""
-        return json.dumps({"HandoffData": self.model_dump(by_alias=True)}, separators=(",", ":"))
+        return json.dumps({"HandoffData": self.wire()}, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> HandoffPayload:
+        """Parse a payload we stored or sent, checking every field's type as TAC's model does."""
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            raise InvalidPayload("not JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidPayload("not a JSON object")
+        values = {
+            name: data.get(key, data.get(name, default))  # TAC's model accepts either spelling
+            for name, key, default in (
+                ("conversation_id", "conversationId", None),
+                ("store_id", "storeId", ""),
+                ("profile_id", "profileId", ""),
+            )
+        }
+        for name, value in values.items():
+            if not isinstance(value, str):
+                raise InvalidPayload(f"{name} must be a string")
+        attributes = data.get("attributes", {})
+        if not isinstance(attributes, dict):
+            raise InvalidPayload("attributes must be an object")
+        return cls(attributes=attributes, **values)
 
 
 def build_payload(

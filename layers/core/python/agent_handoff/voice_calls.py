@@ -14,11 +14,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from . import voice_twiml
 from .call_store import CallSession, CallStore
-from .handoff import HandoffPayload, build_payload
+from .handoff import HandoffPayload, InvalidPayload, build_payload
 from .masking import mask_phone
 
 log = logging.getLogger(__name__)
@@ -78,7 +76,7 @@ class VoiceCalls:
             # The handed-off call came back through the handoff flow's TwiML Redirect widget
             # (the flow's incoming-call entry leads here): return it to that flow with its payload.
             log.info("call %s re-entered /voice after its handoff; returning it to the flow", call_sid)
-            payload = HandoffPayload.model_validate_json(call.handoff_payload)
+            payload = HandoffPayload.from_json(call.handoff_payload)
             return self._route(call_sid, call, payload, now=int(self._clock()), return_flow_sid=return_flow_sid).twiml
         log.info(
             "call %s from %s %s", call_sid, mask_phone(caller), "answered" if created else "answered again (retry)"
@@ -117,11 +115,11 @@ class VoiceCalls:
     def _handoff_payload(self, end: SessionEnd, call: CallSession | None) -> HandoffPayload | None:
         if end.handoff_data:
             try:
-                return HandoffPayload.model_validate_json(end.handoff_data)
-            except ValidationError:
+                return HandoffPayload.from_json(end.handoff_data)
+            except InvalidPayload:
                 log.warning("call %s: HandoffData is not a HandoffPayload; using the stored handoff", end.call_sid)
         if call is not None and call.handoff_payload and call.handoff_state in ("pending", "end_sent", "routed"):
-            return HandoffPayload.model_validate_json(call.handoff_payload)
+            return HandoffPayload.from_json(call.handoff_payload)
         if end.handoff_data:
             return self._payload(call, "The AI agent handed off the call.")
         return None

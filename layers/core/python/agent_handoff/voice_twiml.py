@@ -70,7 +70,7 @@ def enqueue_to_flex(*, workflow_sid: str, payload: HandoffPayload, caller: str) 
         "type": "inbound",
         "name": caller,
         "conversationId": payload.conversation_id,
-        "HandoffData": payload.model_dump(by_alias=True),
+        "HandoffData": payload.wire(),
     }
     response = VoiceResponse()
     enqueue = response.enqueue(workflow_sid=workflow_sid)
