@@ -20,7 +20,10 @@ def test_bench_runs_and_reports_every_function():
         timeout=300,
         check=False,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    # 1 means a budget was missed: the run itself worked, and it says which.
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    verdict = result.stdout.strip().splitlines()[-1]
+    assert verdict == "budgets: all met" if result.returncode == 0 else verdict.startswith("budgets: MISSED: ")
     for function in template_functions():  # every function of the template, a new one too
         row = next(line for line in result.stdout.splitlines() if line.startswith(function))
         assert float(row.split()[1]) > 0

@@ -270,3 +270,93 @@ def test_frame_parser_answers_anything_with_a_message_or_protocol_error(body):
     except ProtocolError:
         return
     assert message.type in {"setup", "prompt", "dtmf", "interrupt", "error", "info"}
+
+
+# -- the hand-written frame parser against the strict schema of tests/relay_schema.py ------
+
+_KINDS = ("setup", "prompt", "dtmf", "interrupt", "error", "info")
+_FIELDS = {
+    "setup": ("sessionId", "callSid", "accountSid", "from", "to", "parentCallSid", "direction", "customParameters"),
+    "prompt": ("voicePrompt", "lang", "last"),
+    "dtmf": ("digit",),
+    "interrupt": ("utteranceUntilInterrupt", "durationUntilInterruptMs"),
+    "error": ("description",),
+    "info": ("name", "value"),
+}
+_VALID = {
+    "setup": {"sessionId": "VX1", "callSid": CALL_SID, "accountSid": ACCOUNT},
+    "prompt": {"voicePrompt": "hello", "last": True},
+    "dtmf": {"digit": "1"},
+    "interrupt": {},
+    "error": {},
+    "info": {},
+}
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["", "0", "1", "12.5", "-3", "#", "w", "AB", "true", "en-US", "inbound", CALL_SID, ACCOUNT, "VX1"]),
+    st.text(min_size=20, max_size=40),
+    st.text(min_size=60, max_size=70),
+    st.text(max_size=40),
+    st.text(min_size=250, max_size=300),
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@st.composite
+def _frames(draw):
+    kind = draw(st.sampled_from(_KINDS))
+    # Half start from a valid frame, so that every field's own limits are reached, not only the first failure.
+    frame = {"type": kind, **(_VALID[kind] if draw(st.booleans()) else {})}
+    names = draw(st.lists(st.sampled_from(_FIELDS[kind]), unique=True, max_size=2))
+    return frame | {name: draw(_VALUES) for name in names}
+
+
+@settings(max_examples=600, deadline=None)
+@given(_frames())
+def test_frame_parser_accepts_exactly_what_the_schema_accepts(frame):
+    from pydantic import ValidationError
+
+    from relay_schema import INBOUND
+
+    try:
+        expected = INBOUND.validate_python(frame)
+    except ValidationError:
+        expected = None
+    try:
+        parsed = parse_inbound(json.dumps(frame))
+    except ProtocolError:
+        parsed = None
+    assert (parsed is None) == (expected is None), (frame, parsed, expected)
+    if parsed is not None:
+        for name in ("voice_prompt", "digit", "call_sid", "session_id", "from_", "last", "description"):
+            assert getattr(parsed, name, None) == getattr(expected, name, None), name
+        if frame["type"] == "interrupt":
+            assert parsed.duration_until_interrupt_ms == expected.duration_until_interrupt_ms
+
+
+def test_every_length_limit_of_the_schema_is_the_parsers_limit():
+    from relay_schema import Dtmf as DtmfSchema
+    from relay_schema import Error as ErrorSchema
+    from relay_schema import Info as InfoSchema
+    from relay_schema import Interrupt as InterruptSchema
+    from relay_schema import Prompt as PromptSchema
+    from relay_schema import Setup as SetupSchema
+
+    checked = 0
+    for schema in (SetupSchema, PromptSchema, DtmfSchema, InterruptSchema, ErrorSchema, InfoSchema):
+        kind = schema.model_fields["type"].annotation.__args__[0]
+        for name, info in schema.model_fields.items():
+            wire = info.alias or name
+            limit = next((m.max_length for m in info.metadata if getattr(m, "max_length", None)), None)
+            if limit is None or any(getattr(m, "pattern", None) for m in info.metadata):
+                continue
+            base = {"type": kind, **_VALID[kind]}
+            assert parse_inbound(json.dumps(base | {wire: "a" * limit}))
+            with pytest.raises(ProtocolError, match=wire):
+                parse_inbound(json.dumps(base | {wire: "a" * (limit + 1)}))
+            checked += 1
+    assert checked >= 10

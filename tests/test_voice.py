@@ -16,10 +16,10 @@ from tac.models.handoff import HandoffPayload as TacHandoffPayload
 from tac.models.handoff import PendingHandoffData
 
 from agent_handoff import wiring
-from agent_handoff.relay_protocol import End, Text, validate_outbound
 from conftest import RELAY_URL
 from devtools import sample
 from devtools.voice_caller import Functions, VoiceCall
+from relay_schema import End, Text, validate_outbound
 
 FUNCTIONS = Functions.load()
 

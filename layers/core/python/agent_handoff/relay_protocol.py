@@ -1,81 +1,180 @@
-"""Twilio ConversationRelay WebSocket messages: one model per wire message.
+"""Twilio ConversationRelay WebSocket messages: one class per wire message.
 
-Inbound models are lenient (Twilio adds fields without notice); outbound models are strict,
-because an invalid frame is dropped by Twilio with error 64107 and ten in a row end the call.
-Every frame this product sends is built from these models and nothing else.
+Inbound parsing is lenient about fields Twilio may add without notice and strict about the ones
+we read; outbound messages check their fields when built, because an invalid frame is dropped
+by Twilio with error 64107 and ten in a row end the call. Every frame this product sends is
+built from these classes and nothing else; the tests hold each captured frame to an independent
+strict schema (tests/relay_schema.py).
+
+Checked by hand rather than with pydantic: the relay serves every frame of a call, and pydantic's
+import and model building would add about a fifth of a minimal function to each cold start.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 # API Gateway's WebSocket message limit is 128 KB; nothing Twilio sends us comes close.
 MAX_FRAME_BYTES = 64 * 1024
 
-
-class _Inbound(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
-
-
-class Setup(_Inbound):
-    type: Literal["setup"]
-    session_id: str = Field(alias="sessionId", min_length=1, max_length=128)
-    call_sid: str = Field(alias="callSid", pattern=r"^CA[0-9a-fA-F]{32}$")
-    account_sid: str = Field(alias="accountSid", pattern=r"^AC[0-9a-fA-F]{32}$")
-    from_: str = Field("", alias="from", max_length=256)
-    to: str = Field("", max_length=256)
-    parent_call_sid: str = Field("", alias="parentCallSid", max_length=64)
-    direction: str = Field("", max_length=32)
-    custom_parameters: dict[str, Any] = Field(default_factory=dict, alias="customParameters")
-
-
-class Prompt(_Inbound):
-    type: Literal["prompt"]
-    voice_prompt: str = Field(alias="voicePrompt", max_length=8_000)
-    lang: str = Field("", max_length=32)
-    last: bool = True
-
-
-class Dtmf(_Inbound):
-    type: Literal["dtmf"]
-    digit: str = Field(pattern=r"^[0-9*#A-Dw]$")
-
-
-class Interrupt(_Inbound):
-    type: Literal["interrupt"]
-    utterance_until_interrupt: str = Field("", alias="utteranceUntilInterrupt", max_length=8_000)
-    duration_until_interrupt_ms: float = Field(0, alias="durationUntilInterruptMs", ge=0)
-
-    @field_validator("duration_until_interrupt_ms", mode="before")
-    @classmethod
-    def _number_or_string(cls, value: Any) -> Any:
-        # Twilio has sent it both as a number and as a string.
-        return float(value) if isinstance(value, str) and value.strip() else value
-
-
-class Error(_Inbound):
-    type: Literal["error"]
-    description: str = Field("", max_length=2_000)
-
-
-class Info(_Inbound):
-    type: Literal["info"]
-    name: str = Field("", max_length=256)
-    value: Any = None
-
-
-Inbound = Annotated[Setup | Prompt | Dtmf | Interrupt | Error | Info, Field(discriminator="type")]
-_INBOUND = TypeAdapter(Inbound)
+_CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
+_DIGIT = re.compile(r"[0-9*#A-Dw]")
+_DIGITS = re.compile(r"[0-9*#w]+")
 
 
 class ProtocolError(ValueError):
     """A frame that is not a ConversationRelay message we can act on."""
 
 
-def parse_inbound(body: str | bytes | None) -> Setup | Prompt | Dtmf | Interrupt | Error | Info:
+# -- inbound ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    session_id: str
+    call_sid: str
+    account_sid: str
+    from_: str = ""
+    to: str = ""
+    parent_call_sid: str = ""
+    direction: str = ""
+    custom_parameters: dict[str, Any] = field(default_factory=dict)
+    type: str = "setup"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    voice_prompt: str
+    lang: str = ""
+    last: bool = True
+    type: str = "prompt"
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    digit: str
+    type: str = "dtmf"
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    utterance_until_interrupt: str = ""
+    duration_until_interrupt_ms: float = 0
+    type: str = "interrupt"
+
+
+@dataclass(frozen=True)
+class Error:
+    description: str = ""
+    type: str = "error"
+
+
+@dataclass(frozen=True)
+class Info:
+    name: str = ""
+    value: Any = None
+    type: str = "info"
+
+
+Inbound = Setup | Prompt | Dtmf | Interrupt | Error | Info
+
+
+class _Fields:
+    """Reads a frame's fields, collecting the names of those that are wrong."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+        self.wrong: list[str] = []
+
+    def text(
+        self,
+        key: str,
+        *,
+        default: str | None = "",
+        min_length: int = 0,
+        max_length: int,
+        pattern: re.Pattern | None = None,
+    ) -> str:
+        value = self._data.get(key, default)
+        ok = (
+            isinstance(value, str)
+            and min_length <= len(value) <= max_length
+            and (pattern is None or pattern.fullmatch(value) is not None)
+        )
+        if not ok:
+            self.wrong.append(key)
+            return ""
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self._data.get(key, default)
+        if not isinstance(value, bool):
+            self.wrong.append(key)
+            return default
+        return value
+
+    def milliseconds(self, key: str) -> float:
+        value = self._data.get(key, 0)
+        if isinstance(value, str) and value.strip():  # Twilio has sent it both as a number and as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            self.wrong.append(key)
+            return 0.0
+        return float(value)
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        value = self._data.get(key, {})
+        if not isinstance(value, dict):
+            self.wrong.append(key)
+            return {}
+        return value
+
+
+def _read(kind: str, data: dict[str, Any]) -> Inbound:
+    f = _Fields(data)
+    message: Inbound
+    if kind == "setup":
+        message = Setup(
+            session_id=f.text("sessionId", default=None, min_length=1, max_length=128),
+            call_sid=f.text("callSid", default=None, max_length=34, pattern=_CALL_SID),
+            account_sid=f.text("accountSid", default=None, max_length=34, pattern=_ACCOUNT_SID),
+            from_=f.text("from", max_length=256),
+            to=f.text("to", max_length=256),
+            parent_call_sid=f.text("parentCallSid", max_length=64),
+            direction=f.text("direction", max_length=32),
+            custom_parameters=f.mapping("customParameters"),
+        )
+    elif kind == "prompt":
+        message = Prompt(
+            voice_prompt=f.text("voicePrompt", default=None, max_length=8_000),
+            lang=f.text("lang", max_length=32),
+            last=f.flag("last", True),
+        )
+    elif kind == "dtmf":
+        message = Dtmf(digit=f.text("digit", default=None, max_length=1, pattern=_DIGIT))
+    elif kind == "interrupt":
+        message = Interrupt(
+            utterance_until_interrupt=f.text("utteranceUntilInterrupt", max_length=8_000),
+            duration_until_interrupt_ms=f.milliseconds("durationUntilInterruptMs"),
+        )
+    elif kind == "error":
+        message = Error(description=f.text("description", max_length=2_000))
+    else:
+        message = Info(name=f.text("name", max_length=256), value=data.get("value"))
+    if f.wrong:
+        raise ProtocolError(f"invalid {kind} message: {', '.join(f.wrong)}")
+    return message
+
+
+def parse_inbound(body: str | bytes | None) -> Inbound:
     if body is None or not body:
         raise ProtocolError("empty frame")
     if len(body) > MAX_FRAME_BYTES:
@@ -89,58 +188,100 @@ def parse_inbound(body: str | bytes | None) -> Setup | Prompt | Dtmf | Interrupt
     kind = data.get("type")
     if kind not in ("setup", "prompt", "dtmf", "interrupt", "error", "info"):
         raise ProtocolError(f"unknown message type {str(kind)[:40]!r}")
-    try:
-        return _INBOUND.validate_python(data)
-    except ValidationError as exc:
-        fields = ", ".join(".".join(map(str, e["loc"][1:])) or "?" for e in exc.errors())
-        raise ProtocolError(f"invalid {kind} message: {fields}") from None
+    return _read(kind, data)
 
 
-class OutboundMessage(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+# -- outbound -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    type: ClassVar[str]
+    # Python field name -> wire name, where they differ.
+    _wire_names: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        problem = self._problem()
+        if problem:
+            raise ValueError(f"invalid {self.type} message: {problem}")
+
+    def _problem(self) -> str:
+        return ""
 
     def frame(self) -> str:
-        return self.model_dump_json(by_alias=True, exclude_none=True)
+        """The wire JSON: `type` first, unset optional fields left out."""
+        fields = {self._wire_names.get(k, k): v for k, v in asdict(self).items() if v is not None}
+        return json.dumps({"type": self.type, **fields}, separators=(",", ":"), ensure_ascii=False)
 
 
+def _optional(value: Any, kind: type) -> bool:
+    return value is None or (isinstance(value, kind) and (kind is not int or not isinstance(value, bool)))
+
+
+@dataclass(frozen=True)
 class Text(OutboundMessage):
-    type: Literal["text"] = "text"
+    type: ClassVar[str] = "text"
     token: str
     last: bool = False
     lang: str | None = None
     interruptible: bool | None = None
     preemptible: bool | None = None
 
+    def _problem(self) -> str:
+        if not isinstance(self.token, str):
+            return "token must be a string"
+        if not isinstance(self.last, bool):
+            return "last must be a boolean"
+        if not all(_optional(v, bool) for v in (self.interruptible, self.preemptible)) or not _optional(self.lang, str):
+            return "lang must be a string, interruptible and preemptible booleans"
+        return ""
 
+
+@dataclass(frozen=True)
 class End(OutboundMessage):
-    type: Literal["end"] = "end"
+    type: ClassVar[str] = "end"
+    _wire_names: ClassVar[dict[str, str]] = {"handoff_data": "handoffData"}
     # A JSON *string*: ConversationRelay forwards it verbatim as HandoffData to the action URL.
-    handoff_data: str | None = Field(None, alias="handoffData")
+    handoff_data: str | None = None
+
+    def _problem(self) -> str:
+        return "" if _optional(self.handoff_data, str) else "handoffData must be a string"
 
 
+@dataclass(frozen=True)
 class Play(OutboundMessage):
-    type: Literal["play"] = "play"
+    type: ClassVar[str] = "play"
     source: str
     loop: int | None = None
     preemptible: bool | None = None
     interruptible: bool | None = None
 
+    def _problem(self) -> str:
+        ok = isinstance(self.source, str) and _optional(self.loop, int)
+        ok = ok and all(_optional(v, bool) for v in (self.preemptible, self.interruptible))
+        return "" if ok else "source must be a string, loop an integer, the rest booleans"
 
+
+@dataclass(frozen=True)
 class SendDigits(OutboundMessage):
-    type: Literal["sendDigits"] = "sendDigits"
-    digits: str = Field(pattern=r"^[0-9*#w]+$")
+    type: ClassVar[str] = "sendDigits"
+    digits: str
+
+    def _problem(self) -> str:
+        ok = isinstance(self.digits, str) and _DIGITS.fullmatch(self.digits) is not None
+        return "" if ok else "digits must be 0-9, *, # or w"
 
 
+@dataclass(frozen=True)
 class Language(OutboundMessage):
-    type: Literal["language"] = "language"
-    tts_language: str | None = Field(None, alias="ttsLanguage")
-    transcription_language: str | None = Field(None, alias="transcriptionLanguage")
+    type: ClassVar[str] = "language"
+    _wire_names: ClassVar[dict[str, str]] = {
+        "tts_language": "ttsLanguage",
+        "transcription_language": "transcriptionLanguage",
+    }
+    tts_language: str | None = None
+    transcription_language: str | None = None
 
-
-Outbound = Annotated[Text | End | Play | SendDigits | Language, Field(discriminator="type")]
-OUTBOUND = TypeAdapter(Outbound)
-
-
-def validate_outbound(frame: str | bytes) -> Text | End | Play | SendDigits | Language:
-    """Strictly parse a frame we would send (tests hold every captured frame to this)."""
-    return OUTBOUND.validate_json(frame, strict=True)
+    def _problem(self) -> str:
+        ok = _optional(self.tts_language, str) and _optional(self.transcription_language, str)
+        return "" if ok else "languages must be strings"
