@@ -26,7 +26,7 @@ export TAC_ANALYTICS_DISABLED := true
 help:
 	@sed -n 's/^#   //p' Makefile
 
-$(BIN)/.installed: requirements-dev.txt layers/dependencies/requirements.txt
+$(BIN)/.installed: requirements-dev.txt layers/dependencies/requirements.txt layers/dependencies/requirements-twilio.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
