@@ -3,7 +3,10 @@
 - cold start: a fresh Python process imports the handler and serves a first event, against
   moto running as a server in this process (so moto's import is not counted), as a ratio to
   the floor: a fresh process that imports boto3, creates a DynamoDB client and makes one call
-  to the same server. Median of interleaved pairs.
+  to the same server. Median of interleaved pairs. Both run as Lambda runs them: built by the
+  template's Makefiles for this machine, with only the function, its layers and boto3 on the
+  path, and nothing written back (`-I -S -B`: Lambda's code directories are read-only). Once
+  with the bytecode the build ships, once without it, to show what shipping it saves.
 - AWS calls per request, counted at botocore's `before-send` for each function's event.
 - warm latency p50/p99 over repeated invocations in one process.
 - deployment size of each function plus its layers, zipped and unzipped, for the arm64 build.
@@ -16,6 +19,8 @@ Not part of the test run: timings depend on the machine; read them as ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import io
 import json
 import logging
@@ -27,38 +32,46 @@ import tempfile
 import time
 import uuid
 import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devtools import sample
-from devtools.template import ROOT
+from devtools import deployment, sample
+from devtools.deployment import Build
 from devtools.template_functions import functions as template_functions
 
-CORE = ROOT / "layers" / "core" / "python"
 # Every function of the template, by the folder its Handler names (inbound_sms.app.handler).
 FUNCTION_DIRS = {logical_id: spec.module_path.split(".")[0] for logical_id, spec in template_functions().items()}
 
 FLOOR = """
-import sys, boto3
-boto3.client("dynamodb").get_item(TableName=sys.argv[1], Key={"pk": {"S": "floor"}})
+import sys
+sys.path[:0] = [sys.argv[1]]
+import boto3
+boto3.client("dynamodb").get_item(TableName=sys.argv[2], Key={"pk": {"S": "floor"}})
 """
 
 COLD = """
 import json, sys
-sys.path[:0] = [sys.argv[1], sys.argv[2]]
+sys.path[:0] = json.loads(sys.argv[1])
 import importlib
-handler = importlib.import_module(sys.argv[3]).handler
+handler = importlib.import_module(sys.argv[2]).handler
 class Context:
     function_name = "bench"; function_version = "$LATEST"; memory_limit_in_mb = 512
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
     aws_request_id = "bench"; log_group_name = "bench"; log_stream_name = "bench"
     def get_remaining_time_in_millis(self): return 20000
-result = handler(json.load(open(sys.argv[4])), Context())
+result = handler(json.load(open(sys.argv[3])), Context())
 assert isinstance(result, dict), result
+print("IMPORTED " + json.dumps(sorted(name for name in sys.argv[4].split(",") if name in sys.modules)))
 """
 
+# Modules worth knowing about when they are on a function's cold path.
+WATCHED_MODULES = ("pydantic", "httpx", "twilio.rest", "twilio.twiml", "aws_lambda_powertools.logging")
+
 REFERENCE = """
-import os
+import os, sys
+sys.path[:0] = [sys.argv[1]]
 os.environ["TAC_ANALYTICS_DISABLED"] = "true"
 import tac.tools.handoff
 try:
@@ -69,7 +82,7 @@ except ImportError:
 
 
 class Bench:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, runtime: Path) -> None:
         from moto.server import ThreadedMotoServer
 
         from devtools.connections import ConnectionsEndpoint
@@ -77,6 +90,7 @@ class Bench:
         from devtools.studio_recorder import StudioRecorder
 
         self.workdir = workdir
+        self.runtime = runtime  # boto3, as the Lambda runtime provides it
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
         port = free_port()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -178,58 +192,58 @@ class Bench:
 
     # -- measurements -------------------------------------------------------------------
 
-    def _run(self, code: str, *args: str) -> float:
+    def _run(self, code: str, *args: str) -> tuple[float, str]:
+        """Seconds a fresh interpreter took, and what it printed."""
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code, *args], env=self.env, check=True, capture_output=True)
-        return time.perf_counter() - started
+        result = subprocess.run(
+            [sys.executable, "-I", "-S", "-B", "-c", code, *args], env=self.env, capture_output=True, text=True
+        )
+        seconds = time.perf_counter() - started
+        if result.returncode != 0:
+            raise RuntimeError(f"a cold-start process failed:\n{result.stderr[-2000:]}")
+        return seconds, result.stdout
 
-    def cold_start(self, logical_id: str, pairs: int) -> tuple[float, float, float]:
-        """(median ratio to the floor, median seconds, median floor seconds) over interleaved pairs."""
+    def floor(self) -> float:
+        return self._run(FLOOR, str(self.runtime), sample.TABLE_NAME)[0]
+
+    def cold_start(self, logical_id: str, build: Build, pairs: int) -> ColdStart:
+        """Medians over interleaved pairs of (floor, function) processes."""
+        paths = json.dumps([str(p) for p in (*build.path_for(logical_id), self.runtime)])
+        module = f"{FUNCTION_DIRS[logical_id]}.app"
         ratios, own, floor = [], [], []
+        imported: list[str] = []
         for _ in range(pairs):
             path = self.workdir / f"{logical_id}.json"
             path.write_text(json.dumps(self.event(logical_id)))
-            floor_seconds = self._run(FLOOR, sample.TABLE_NAME)
-            seconds = self._run(COLD, str(ROOT / "functions"), str(CORE), f"{FUNCTION_DIRS[logical_id]}.app", str(path))
+            floor_seconds = self.floor()
+            seconds, printed = self._run(COLD, paths, module, str(path), ",".join(WATCHED_MODULES))
+            imported = json.loads(printed.rsplit("IMPORTED ", 1)[1])
             ratios.append(seconds / floor_seconds)
             own.append(seconds)
             floor.append(floor_seconds)
-        return statistics.median(ratios), statistics.median(own), statistics.median(floor)
+        return ColdStart(statistics.median(ratios), statistics.median(own), statistics.median(floor), imported)
 
     def reference(self, pairs: int) -> float:
+        """The reference as pip installed it for the dev venv (compiled), beside the same floor."""
+        site_packages = str(Path(importlib.util.find_spec("tac").origin).parents[1])
         ratios = []
         for _ in range(pairs):
-            floor_seconds = self._run(FLOOR, sample.TABLE_NAME)
-            ratios.append(self._run(REFERENCE) / floor_seconds)
+            floor_seconds = self.floor()
+            ratios.append(self._run(REFERENCE, site_packages)[0] / floor_seconds)
         return statistics.median(ratios)
 
     def warm(self, logical_id: str, invocations: int) -> tuple[dict[str, int], float, float]:
-        """AWS calls of one request (by service.operation), then warm p50 and p99 in seconds."""
-        import boto3
-
+        """AWS calls of one request (by operation, @connections posts included), then warm p50 and p99 in seconds."""
         from agent_handoff import wiring
         from devtools.lambdas import LambdaContext, load_function
 
         os.environ.update(self.env)
         wiring.reset()
+        counter = AwsCallCounter()
         handler = load_function(FUNCTION_DIRS[logical_id]).handler
         handler(self.event(logical_id), LambdaContext())  # cold: create clients, read settings
-        calls: dict[str, int] = {}
-
-        def count(event_name: str, **_: Any) -> None:
-            service, operation = event_name.split(".")[1:3]
-            calls[f"{service}.{operation}"] = calls.get(f"{service}.{operation}", 0) + 1
-
-        events = boto3.DEFAULT_SESSION.events if boto3.DEFAULT_SESSION else None
-        clients = [wiring.aws_client("dynamodb"), wiring.aws_client("sqs")]
-        for client in clients:
-            client.meta.events.register("before-send", count)
-        management = wiring.management_client("https://unused")
-        management.meta.events.register("before-send", count)
-        handler(self.event(logical_id), LambdaContext())
-        for client in (*clients, management):
-            client.meta.events.unregister("before-send", count)
-        del events
+        with counter.counting() as calls:
+            handler(self.event(logical_id), LambdaContext())
         timings = []
         for _ in range(invocations):
             event = self.event(logical_id)
@@ -240,29 +254,49 @@ class Bench:
         return calls, timings[len(timings) // 2], timings[min(len(timings) - 1, int(len(timings) * 0.99))]
 
 
-def deployment_sizes(workdir: Path) -> dict[str, tuple[int, int]]:
+class AwsCallCounter:
+    """Counts AWS requests by operation (DynamoDB, SQS, @connections posts alike) while counting.
+
+    Create it before the handler's clients: each boto3 client copies the default session's
+    event handlers when it is made, so one handler there sees every request.
+    """
+
+    def __init__(self) -> None:
+        import boto3
+
+        boto3.setup_default_session()
+        self._calls: dict[str, int] | None = None
+        boto3.DEFAULT_SESSION.events.register("before-send", self._count)
+
+    def _count(self, event_name: str, **_: Any) -> None:
+        if self._calls is not None:
+            operation = event_name.split(".")[2]
+            self._calls[operation] = self._calls.get(operation, 0) + 1
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[dict[str, int]]:
+        self._calls = calls = {}
+        try:
+            yield calls
+        finally:
+            self._calls = None
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    ratio: float  # median of function / floor over interleaved pairs
+    seconds: float
+    floor_seconds: float
+    imported: list[str]  # which WATCHED_MODULES the function imported
+
+
+def deployment_sizes(workdir: Path, bytecode_python: str | None) -> dict[str, tuple[int, int]]:
     """(zipped, unzipped) bytes of each function plus both layers, built for arm64 as sam build does."""
-    built: dict[str, Path] = {}
-    for target, directory in (("build-CoreLayer", "layers/core"), ("build-DependenciesLayer", "layers/dependencies")):
-        out = workdir / target
-        subprocess.run(
-            ["make", "-s", target, f"ARTIFACTS_DIR={out}", f"PYTHON={sys.executable}"],
-            cwd=ROOT / directory,
-            check=True,
-            capture_output=True,
-        )
-        built[target] = out
-    layers = [_sizes(built["build-CoreLayer"]), _sizes(built["build-DependenciesLayer"])]
+    built = deployment.build(workdir, arch="aarch64", python_version="3.13", bytecode_python=bytecode_python)
+    layers = [_sizes(layer.parent) for layer in built.layers]
     sizes = {}
-    for logical_id in FUNCTION_DIRS:
-        out = workdir / logical_id
-        subprocess.run(
-            ["make", "-s", f"build-{logical_id}", f"ARTIFACTS_DIR={out}"],
-            cwd=ROOT / "functions",
-            check=True,
-            capture_output=True,
-        )
-        own = _sizes(out)
+    for logical_id, directory in built.functions.items():
+        own = _sizes(directory)
         sizes[logical_id] = (own[0] + sum(z for z, _ in layers), own[1] + sum(u for _, u in layers))
     return sizes
 
@@ -278,85 +312,143 @@ def _sizes(directory: Path) -> tuple[int, int]:
     return len(buffer.getvalue()), unzipped
 
 
-def voice_turn(bench: Bench, repeats: int, provider_env: dict[str, str] | None = None) -> tuple[float, float, int]:
-    """Medians of prompt -> first text frame and prompt -> last frame (seconds), and frames per reply."""
+@dataclass(frozen=True)
+class VoiceTurn:
+    first_frame: float  # median seconds from the prompt to the first text frame
+    last_frame: float
+    frames: int  # post_to_connection calls per reply (median)
+    dynamodb_calls: int  # per prompt (median)
+
+
+def voice_turn(bench: Bench, repeats: int, provider_env: dict[str, str] | None = None) -> VoiceTurn:
     from agent_handoff import wiring
     from devtools.lambdas import LambdaContext, load_function
 
     os.environ.update({**bench.env, **(provider_env or {})})
     wiring.reset()
+    counter = AwsCallCounter()
     relay = load_function("voice_relay").handler
-    first, last, frames = [], [], []
+    first, last, frames, dynamodb = [], [], [], []
     try:
         for _ in range(repeats):
             event = bench.event("VoiceRelayFunction")
             arrived: list[float] = []
             bench.connections.on_frame = lambda cid, data, arrived=arrived: arrived.append(time.perf_counter()) or True
-            started = time.perf_counter()
-            relay(event, LambdaContext())
+            with counter.counting() as calls:
+                started = time.perf_counter()
+                relay(event, LambdaContext())
             bench.connections.on_frame = None
             first.append(arrived[0] - started)
             last.append(arrived[-1] - started)
             frames.append(len(arrived))
+            dynamodb.append(sum(n for op, n in calls.items() if op != "PostToConnection"))
     finally:
         for name in provider_env or {}:
             os.environ.pop(name, None)
-    return statistics.median(first), statistics.median(last), int(statistics.median(frames))
+    return VoiceTurn(
+        statistics.median(first),
+        statistics.median(last),
+        int(statistics.median(frames)),
+        int(statistics.median(dynamodb)),
+    )
+
+
+# The budgets of issue #7, checked at the end of every run.
+COLD_START_BUDGET = 1.3  # x the floor
+SMS_TURN_AWS_CALLS = 3
+VOICE_PROMPT_DYNAMODB_CALLS = 3  # plus one post per clause
+ZIPPED_MB_BUDGET = 15.0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=7, help="interleaved cold-start pairs per function")
     parser.add_argument("--invocations", type=int, default=300, help="warm invocations per function")
-    parser.add_argument("--skip-size", action="store_true", help="do not build the layers to size them")
+    parser.add_argument("--skip-size", action="store_true", help="do not build the arm64 bundle to size it")
+    parser.add_argument(
+        "--pyc-python",
+        default=os.environ.get("PYC_PYTHON") or deployment.runtime_python("3.13"),
+        help="a Python 3.13 to make the arm64 bundle's bytecode with (default: PYC_PYTHON or python3.13)",
+    )
     args = parser.parse_args(argv)
+    host = f"{sys.version_info.major}.{sys.version_info.minor}"
+    missed: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        bench = Bench(workdir)
+        print("building the bundle for this machine, with and without bytecode ...", flush=True)
+        arch = deployment.host_arch()
+        shipped = deployment.build(workdir / "shipped", arch=arch, python_version=host, bytecode_python=sys.executable)
+        bare = deployment.build(workdir / "bare", arch=arch, python_version=host, bytecode_python=None)
+        bench = Bench(workdir, deployment.install_runtime(workdir))
         try:
             print(
-                f"{'function':26} {'cold/floor':>10} {'cold s':>8} {'floor s':>8} {'AWS calls':>30} "
-                f"{'warm p50 ms':>11} {'p99 ms':>8}"
+                f"\n{'function':24} {'cold/floor':>10} {'no pyc':>7} {'cold ms':>8} {'floor ms':>8} "
+                f"{'warm p50':>8} {'p99 ms':>7}  AWS calls per request; heavy imports"
             )
+            calls_of = {}
             for logical_id in FUNCTION_DIRS:
-                ratio, seconds, floor = bench.cold_start(logical_id, args.pairs)
+                cold = bench.cold_start(logical_id, shipped, args.pairs)
+                without = bench.cold_start(logical_id, bare, args.pairs)
                 calls, p50, p99 = bench.warm(logical_id, args.invocations)
-                summary = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in sorted(calls.items())) or "-"
+                calls_of[logical_id] = calls
+                summary = ", ".join(f"{op} {n}" for op, n in sorted(calls.items())) or "-"
                 print(
-                    f"{logical_id:26} {ratio:10.2f} {seconds:8.3f} {floor:8.3f} {summary:>30} "
-                    f"{p50 * 1000:11.1f} {p99 * 1000:8.1f}",
+                    f"{logical_id:24} {cold.ratio:10.2f} {without.ratio:7.2f} {cold.seconds * 1000:8.0f} "
+                    f"{cold.floor_seconds * 1000:8.0f} {p50 * 1000:8.1f} {p99 * 1000:7.1f}  "
+                    f"{summary}; {', '.join(cold.imported) or 'none'}",
                     flush=True,
                 )
+                if cold.ratio > COLD_START_BUDGET:
+                    missed.append(f"{logical_id} cold start {cold.ratio:.2f}x > {COLD_START_BUDGET}x")
+                if "twilio.rest" in cold.imported:
+                    missed.append(f"{logical_id} imports twilio.rest")
             print(
                 f"\nreference twilio-agent-connect (import handoff tool + server): "
                 f"{bench.reference(args.pairs):.2f} x the floor"
             )
+            sms_calls = sum(calls_of["InboundSmsFunction"].values())
+            if sms_calls > SMS_TURN_AWS_CALLS:
+                missed.append(f"an SMS turn makes {sms_calls} AWS calls > {SMS_TURN_AWS_CALLS}")
+
             from agent_handoff.speech import clauses
             from devtools.llm_fake import DEFAULT_REPLY, StreamingLlmFake
 
-            first, last, frames = voice_turn(bench, 20)
+            rules = voice_turn(bench, 20)
             print(
-                f"\nvoice, rules agent: prompt -> first text frame {first * 1000:.1f} ms, -> last {last * 1000:.1f} ms,"
-                f" {frames} frame(s) per reply"
+                f"\nvoice, rules agent: prompt -> first text frame {rules.first_frame * 1000:.1f} ms, "
+                f"-> last {rules.last_frame * 1000:.1f} ms; {rules.frames} post(s), "
+                f"{rules.dynamodb_calls} DynamoDB call(s) per prompt"
             )
             fake = StreamingLlmFake()
             try:
                 env = {"LLM_PROVIDER": "openai", "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "bench"}
-                first, last, frames = voice_turn(bench, 10, env)
+                streamed = voice_turn(bench, 10, env)
             finally:
                 fake.stop()
+            spoken = len(clauses(DEFAULT_REPLY))
             print(
                 f"voice, streaming LLM fake ({len(fake.chunks)} chunks, {fake.delay * 1000:.0f} ms apart): "
-                f"prompt -> first text frame {first * 1000:.1f} ms, -> last {last * 1000:.1f} ms; "
-                f"{frames} post_to_connection call(s) for a reply of {len(clauses(DEFAULT_REPLY))} clause(s)"
+                f"prompt -> first text frame {streamed.first_frame * 1000:.1f} ms, "
+                f"-> last {streamed.last_frame * 1000:.1f} ms; {streamed.frames} post(s) for a reply of "
+                f"{spoken} clause(s), {streamed.dynamodb_calls} DynamoDB call(s) per prompt"
             )
+            if rules.dynamodb_calls > VOICE_PROMPT_DYNAMODB_CALLS:
+                missed.append(
+                    f"a voice prompt makes {rules.dynamodb_calls} DynamoDB calls > {VOICE_PROMPT_DYNAMODB_CALLS}"
+                )
+            if streamed.frames > spoken:
+                missed.append(f"{streamed.frames} posts for {spoken} clauses")
         finally:
             bench.close()
         if not args.skip_size:
-            print("\ndeployment size, function + layers, arm64:")
-            for logical_id, (zipped, unzipped) in deployment_sizes(workdir).items():
+            bytecode = f"bytecode by {args.pyc_python}" if args.pyc_python else "no bytecode: no Python 3.13 found"
+            print(f"\ndeployment size, function + layers, arm64, Python 3.13 ({bytecode}):")
+            for logical_id, (zipped, unzipped) in deployment_sizes(workdir / "arm64", args.pyc_python).items():
                 print(f"  {logical_id:26} {zipped / 1e6:6.1f} MB zipped  {unzipped / 1e6:6.1f} MB unzipped")
-    return 0
+                if zipped / 1e6 >= ZIPPED_MB_BUDGET:
+                    missed.append(f"{logical_id} is {zipped / 1e6:.1f} MB zipped")
+    print("\nbudgets: " + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
