@@ -13,7 +13,7 @@ from agent_handoff.agent.openai_chat import OpenAIChatProvider
 from agent_handoff.agent.turn import HANDOFF_TOOL, Agent
 from agent_handoff.errors import ProviderError
 from agent_handoff.handoff import tool_result
-from agent_handoff.speaker import Speaker
+from agent_handoff.speaker import CONFIRMATION_WINDOW_SECONDS, Speaker
 
 
 def sse(*chunks: dict, done: bool = True) -> bytes:
@@ -135,17 +135,53 @@ def test_streamed_handoff_speaks_both_rounds():
     assert outcome.handed_off and "".join(said) == "One moment. A colleague will take over now."
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_speaker_posts_each_clause_once_complete_and_stops_when_interrupted():
-    posted, current = [], [True]
-    speaker = Speaker(lambda m: posted.append(m) or True, lambda: current[0])
+    posted, current, reads, clock = [], [True], [], FakeClock()
+
+    def still_current():
+        reads.append(clock.now)
+        return current[0]
+
+    speaker = Speaker(lambda m: posted.append(m) or True, still_current, clock=clock)
 
     speaker.feed("Our plans start at ten dollars a month. Every plan ")
     assert [m.token for m in posted] == ["Our plans start at ten dollars a month. "]
+    clock.now += CONFIRMATION_WINDOW_SECONDS + 0.01  # the model keeps writing; the caller listens
     speaker.feed("includes a free trial. You can ")
     current[0] = False  # the caller barged in
+    clock.now += CONFIRMATION_WINDOW_SECONDS + 0.01
     speaker.feed("upgrade any time. Annual plans get two months free.")
 
     assert [m.last for m in posted] == [False, False] and speaker.finish() is False
+    assert len(reads) == 3  # one read per frame: each came after the window had passed
+
+
+def test_frames_inside_the_confirmation_window_need_no_read():
+    posted, reads, clock = [], [], FakeClock()
+    speaker = Speaker(
+        lambda m: posted.append(m) or True, lambda: reads.append(clock.now) or True, confirmed_at=clock.now, clock=clock
+    )
+
+    speaker.feed("Our plans start at ten dollars a month. Every plan includes a free trial. ")
+    clock.now += CONFIRMATION_WINDOW_SECONDS / 2
+    speaker.feed("You can upgrade at any time from your account page.")
+    assert speaker.finish() is True
+
+    assert len(posted) == 3 and reads == []  # the turn's claim confirmed it a moment ago
+    clock.now += CONFIRMATION_WINDOW_SECONDS * 2
+    late = Speaker(
+        lambda m: posted.append(m) or True, lambda: reads.append(clock.now) or False, confirmed_at=100.0, clock=clock
+    )
+    late.feed("Too late to say this. Really much too late now. ")
+    assert late.finish() is False and reads and len(posted) == 3  # stale confirmation: read, and stop
 
 
 def test_caller_hears_the_first_clause_before_the_model_finishes(connections, voice_call, monkeypatch):

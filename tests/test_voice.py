@@ -16,6 +16,7 @@ from tac.models.handoff import HandoffPayload as TacHandoffPayload
 from tac.models.handoff import PendingHandoffData
 
 from agent_handoff import wiring
+from agent_handoff.speaker import CONFIRMATION_WINDOW_SECONDS
 from conftest import RELAY_URL
 from devtools import sample
 from devtools.voice_caller import Functions, VoiceCall
@@ -151,9 +152,11 @@ def test_interrupted_reply_stops_and_history_keeps_what_was_heard(call, connecti
     heard = "Our plans start at ten dollars"
 
     def barge_in(connection_id, data):
-        # Twilio sends the interrupt while the prompt's invocation is still posting.
+        # Twilio sends the interrupt while the prompt's invocation is still posting, once the
+        # caller has heard the first clause: longer than the speaker's confirmation window.
         if json.loads(data)["type"] == "text" and not connections.frames.get(connection_id):
             call.interrupt(heard)
+            time.sleep(CONFIRMATION_WINDOW_SECONDS + 0.02)
         return True
 
     connections.on_frame = barge_in
@@ -272,9 +275,9 @@ def test_store_failure_mid_call_still_hands_the_caller_to_a_person(call, monkeyp
     store = wiring.call_store()
 
     def broken(*args, **kwargs):
-        raise StoreError("DynamoDB get_item failed: ProvisionedThroughputExceededException")
+        raise StoreError("DynamoDB update_item failed: ProvisionedThroughputExceededException")
 
-    monkeypatch.setattr(store, "current_turn", broken)
+    monkeypatch.setattr(store, "finish_turn", broken)
 
     frames = call.say("what are your hours")
 

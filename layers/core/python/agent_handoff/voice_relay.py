@@ -2,8 +2,8 @@
 
 API Gateway invokes the function once per frame, unordered, so everything a frame needs is
 in DynamoDB: the connection's call, the turn counter, the pending handoff. A prompt claims
-a turn; an interrupt moves past it; the prompt checks the turn before every frame it posts,
-so speech the caller talked over is never sent. A handoff is stored before the caller hears
+a turn; an interrupt moves past it; the prompt re-reads the turn before a frame whenever the
+last confirmation is older than the speaker's window, so speech the caller talked over is not sent. A handoff is stored before the caller hears
 about it, and exactly one `end` carries it, after the final `text` with `last: true`.
 """
 
@@ -128,6 +128,7 @@ class VoiceRelay:
         if call_sid is None:
             log.warning("prompt before setup, or for an unknown connection %s: dropped", connection_id)
             return FrameResult("dropped")
+        claimed_at = time.monotonic()
         try:
             call = self._calls.start_turn(call_sid, connection_id, text)
         except ConcurrentUpdate:
@@ -137,14 +138,14 @@ class VoiceRelay:
             log.info("call %s is being handed off; the AI stays silent", call_sid)
             return FrameResult("prompt", call_sid)
         try:
-            trigger = self._run_turn(call_sid, call, text, sender, forced)
+            trigger = self._run_turn(call_sid, call, text, sender, forced, claimed_at)
         except Exception:
             log.exception("voice turn failed on call %s; handing the caller to a person", call_sid)
             self._emergency_handoff(call_sid, call.conversation_id, sender)
             trigger = "agent_error"
         return FrameResult("prompt", call_sid, trigger)
 
-    def _run_turn(self, call_sid, call, text, sender, forced) -> str:
+    def _run_turn(self, call_sid, call, text, sender, forced, claimed_at: float) -> str:
         """Returns the trigger of the handoff this turn made, or ""."""
 
         def on_handoff(reason: str) -> dict[str, str]:
@@ -153,7 +154,8 @@ class VoiceRelay:
                 return tool_result(CHANNEL)
             return tool_result(CHANNEL, error="a handoff is already under way for this call")
 
-        speaker = Speaker(sender.send, lambda: self._calls.current_turn(call_sid) == call.turn)
+        # Claiming the turn confirmed it current: frames that follow at once need no read.
+        speaker = Speaker(sender.send, lambda: self._calls.current_turn(call_sid) == call.turn, confirmed_at=claimed_at)
         outcome = self._agent.take_turn(
             call.history[:-1],
             text,

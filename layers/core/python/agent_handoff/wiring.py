@@ -133,7 +133,7 @@ def dispatcher() -> Any:
     return HandoffDispatcher(
         session_store(),
         studio,
-        SqsDeadLetters(aws_client("sqs"), current.dead_letter_queue_url),
+        SqsDeadLetters(lambda: aws_client("sqs"), current.dead_letter_queue_url),
         flow_sid=current.studio_flow_sid,
         max_deliveries=current.dispatch_max_deliveries,
     )
