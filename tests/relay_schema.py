@@ -77,9 +77,6 @@ INBOUND = TypeAdapter(Inbound)
 class OutboundMessage(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
 
-    def frame(self) -> str:
-        return self.model_dump_json(by_alias=True, exclude_none=True)
-
 
 class Text(OutboundMessage):
     type: Literal["text"] = "text"

@@ -97,13 +97,15 @@ class _Fields:
         *,
         default: str | None = "",
         min_length: int = 0,
-        max_length: int,
+        max_length: int | None = None,
         pattern: re.Pattern | None = None,
     ) -> str:
+        """A string field; give either `max_length` or a `pattern` that fixes the length."""
         value = self._data.get(key, default)
         ok = (
             isinstance(value, str)
-            and min_length <= len(value) <= max_length
+            and min_length <= len(value)
+            and (max_length is None or len(value) <= max_length)
             and (pattern is None or pattern.fullmatch(value) is not None)
         )
         if not ok:
@@ -144,8 +146,8 @@ def _read(kind: str, data: dict[str, Any]) -> Inbound:
     if kind == "setup":
         message = Setup(
             session_id=f.text("sessionId", default=None, min_length=1, max_length=128),
-            call_sid=f.text("callSid", default=None, max_length=34, pattern=_CALL_SID),
-            account_sid=f.text("accountSid", default=None, max_length=34, pattern=_ACCOUNT_SID),
+            call_sid=f.text("callSid", default=None, pattern=_CALL_SID),
+            account_sid=f.text("accountSid", default=None, pattern=_ACCOUNT_SID),
             from_=f.text("from", max_length=256),
             to=f.text("to", max_length=256),
             parent_call_sid=f.text("parentCallSid", max_length=64),
@@ -159,7 +161,7 @@ def _read(kind: str, data: dict[str, Any]) -> Inbound:
             last=f.flag("last", True),
         )
     elif kind == "dtmf":
-        message = Dtmf(digit=f.text("digit", default=None, max_length=1, pattern=_DIGIT))
+        message = Dtmf(digit=f.text("digit", default=None, pattern=_DIGIT))
     elif kind == "interrupt":
         message = Interrupt(
             utterance_until_interrupt=f.text("utteranceUntilInterrupt", max_length=8_000),
