@@ -5,8 +5,9 @@
   the floor: a fresh process that imports boto3, creates a DynamoDB client and makes one call
   to the same server. Median of interleaved pairs. Both run as Lambda runs them: built by the
   template's Makefiles for this machine, with only the function, its layers and boto3 on the
-  path, and nothing written back (`-I -S -B`: Lambda's code directories are read-only). Once
-  with the bytecode the build ships, once without it, to show what shipping it saves.
+  path, and nothing written back (`-I -S -B`: Lambda's code directories are read-only), under
+  the runtime's Python (3.13) when this machine has one. Once with the bytecode the build
+  ships, once without it, to show what shipping it saves.
 - AWS calls per request, counted at botocore's `before-send` for each function's event.
 - warm latency p50/p99 over repeated invocations in one process.
 - deployment size of each function plus its layers, zipped and unzipped, for the arm64 build.
@@ -82,7 +83,7 @@ except ImportError:
 
 
 class Bench:
-    def __init__(self, workdir: Path, runtime: Path) -> None:
+    def __init__(self, workdir: Path, runtime: Path, python: str = sys.executable) -> None:
         from moto.server import ThreadedMotoServer
 
         from devtools.connections import ConnectionsEndpoint
@@ -91,6 +92,7 @@ class Bench:
 
         self.workdir = workdir
         self.runtime = runtime  # boto3, as the Lambda runtime provides it
+        self.python = python  # the interpreter the functions' cold starts run under
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
         port = free_port()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -192,19 +194,19 @@ class Bench:
 
     # -- measurements -------------------------------------------------------------------
 
-    def _run(self, code: str, *args: str) -> tuple[float, str]:
+    def _run(self, python: str, code: str, *args: str) -> tuple[float, str]:
         """Seconds a fresh interpreter took, and what it printed."""
         started = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, "-I", "-S", "-B", "-c", code, *args], env=self.env, capture_output=True, text=True
+            [python, "-I", "-S", "-B", "-c", code, *args], env=self.env, capture_output=True, text=True
         )
         seconds = time.perf_counter() - started
         if result.returncode != 0:
             raise RuntimeError(f"a cold-start process failed:\n{result.stderr[-2000:]}")
         return seconds, result.stdout
 
-    def floor(self) -> float:
-        return self._run(FLOOR, str(self.runtime), sample.TABLE_NAME)[0]
+    def floor(self, python: str) -> float:
+        return self._run(python, FLOOR, str(self.runtime), sample.TABLE_NAME)[0]
 
     def cold_start(self, logical_id: str, build: Build, pairs: int) -> ColdStart:
         """Medians over interleaved pairs of (floor, function) processes."""
@@ -215,8 +217,8 @@ class Bench:
         for _ in range(pairs):
             path = self.workdir / f"{logical_id}.json"
             path.write_text(json.dumps(self.event(logical_id)))
-            floor_seconds = self.floor()
-            seconds, printed = self._run(COLD, paths, module, str(path), ",".join(WATCHED_MODULES))
+            floor_seconds = self.floor(self.python)
+            seconds, printed = self._run(self.python, COLD, paths, module, str(path), ",".join(WATCHED_MODULES))
             imported = json.loads(printed.rsplit("IMPORTED ", 1)[1])
             ratios.append(seconds / floor_seconds)
             own.append(seconds)
@@ -224,12 +226,12 @@ class Bench:
         return ColdStart(statistics.median(ratios), statistics.median(own), statistics.median(floor), imported)
 
     def reference(self, pairs: int) -> float:
-        """The reference as pip installed it for the dev venv (compiled), beside the same floor."""
+        """The reference as pip installed it for the dev venv (compiled), beside the floor run by the same Python."""
         site_packages = str(Path(importlib.util.find_spec("tac").origin).parents[1])
         ratios = []
         for _ in range(pairs):
-            floor_seconds = self.floor()
-            ratios.append(self._run(REFERENCE, site_packages)[0] / floor_seconds)
+            floor_seconds = self.floor(sys.executable)
+            ratios.append(self._run(sys.executable, REFERENCE, site_packages)[0] / floor_seconds)
         return statistics.median(ratios)
 
     def warm(self, logical_id: str, invocations: int) -> tuple[dict[str, int], float, float]:
@@ -292,7 +294,7 @@ class ColdStart:
 
 def deployment_sizes(workdir: Path, bytecode_python: str | None) -> dict[str, tuple[int, int]]:
     """(zipped, unzipped) bytes of each function plus both layers, built for arm64 as sam build does."""
-    built = deployment.build(workdir, arch="aarch64", python_version="3.13", bytecode_python=bytecode_python)
+    built = deployment.build(workdir, arch="aarch64", python_version=RUNTIME_VERSION, bytecode_python=bytecode_python)
     layers = [_sizes(layer.parent) for layer in built.layers]
     sizes = {}
     for logical_id, directory in built.functions.items():
@@ -353,6 +355,8 @@ def voice_turn(bench: Bench, repeats: int, provider_env: dict[str, str] | None =
     )
 
 
+RUNTIME_VERSION = "3.13"  # the template's Runtime: python3.13
+
 # The budgets of issue #7, checked at the end of every run.
 COLD_START_BUDGET = 1.3  # x the floor
 SMS_TURN_AWS_CALLS = 3
@@ -366,20 +370,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--invocations", type=int, default=300, help="warm invocations per function")
     parser.add_argument("--skip-size", action="store_true", help="do not build the arm64 bundle to size it")
     parser.add_argument(
-        "--pyc-python",
-        default=os.environ.get("PYC_PYTHON") or deployment.runtime_python("3.13"),
-        help="a Python 3.13 to make the arm64 bundle's bytecode with (default: PYC_PYTHON or python3.13)",
+        "--runtime-python",
+        default=os.environ.get("PYC_PYTHON") or deployment.runtime_python(RUNTIME_VERSION),
+        help="the Python 3.13 to run cold starts under and compile the bundle with "
+        "(default: PYC_PYTHON, python3.13 on PATH, or pyenv's; else this Python, with a note)",
     )
     args = parser.parse_args(argv)
-    host = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if args.runtime_python and deployment.python_version(args.runtime_python) != RUNTIME_VERSION:
+        parser.error(f"--runtime-python {args.runtime_python} is not a working Python {RUNTIME_VERSION}")
+    cold_python = args.runtime_python or sys.executable
+    version = deployment.python_version(cold_python)
     missed: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         print("building the bundle for this machine, with and without bytecode ...", flush=True)
         arch = deployment.host_arch()
-        shipped = deployment.build(workdir / "shipped", arch=arch, python_version=host, bytecode_python=sys.executable)
-        bare = deployment.build(workdir / "bare", arch=arch, python_version=host, bytecode_python=None)
-        bench = Bench(workdir, deployment.install_runtime(workdir))
+        shipped = deployment.build(workdir / "shipped", arch=arch, python_version=version, bytecode_python=cold_python)
+        bare = deployment.build(workdir / "bare", arch=arch, python_version=version, bytecode_python=None)
+        bench = Bench(workdir, deployment.install_runtime(workdir, also_compiled_by=cold_python), cold_python)
+        runs_under = f"cold starts run under Python {version} ({cold_python})"
+        if version != RUNTIME_VERSION:
+            runs_under += f", not the runtime's {RUNTIME_VERSION}: none found (set PYC_PYTHON)"
+        print(runs_under)
         try:
             print(
                 f"\n{'function':24} {'cold/floor':>10} {'no pyc':>7} {'cold ms':>8} {'floor ms':>8} "
@@ -404,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                     missed.append(f"{logical_id} imports twilio.rest")
             print(
                 f"\nreference twilio-agent-connect (import handoff tool + server): "
-                f"{bench.reference(args.pairs):.2f} x the floor"
+                f"{bench.reference(args.pairs):.2f} x the floor (both under this Python, which has it installed)"
             )
             sms_calls = sum(calls_of["InboundSmsFunction"].values())
             if sms_calls > SMS_TURN_AWS_CALLS:
@@ -441,9 +453,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bench.close()
         if not args.skip_size:
-            bytecode = f"bytecode by {args.pyc_python}" if args.pyc_python else "no bytecode: no Python 3.13 found"
+            bytecode = (
+                f"bytecode by {args.runtime_python}" if args.runtime_python else "no bytecode: no Python 3.13 found"
+            )
             print(f"\ndeployment size, function + layers, arm64, Python 3.13 ({bytecode}):")
-            for logical_id, (zipped, unzipped) in deployment_sizes(workdir / "arm64", args.pyc_python).items():
+            for logical_id, (zipped, unzipped) in deployment_sizes(workdir / "arm64", args.runtime_python).items():
                 print(f"  {logical_id:26} {zipped / 1e6:6.1f} MB zipped  {unzipped / 1e6:6.1f} MB unzipped")
                 if zipped / 1e6 >= ZIPPED_MB_BUDGET:
                     missed.append(f"{logical_id} is {zipped / 1e6:.1f} MB zipped")

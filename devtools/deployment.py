@@ -7,6 +7,7 @@ the bytecode the Makefiles ship.
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -35,13 +36,25 @@ def host_arch() -> str:
 
 
 def runtime_python(version: str) -> str | None:
-    """An interpreter of the runtime's minor version, for bytecode; None when there is none."""
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+    """An interpreter of the runtime's minor version (on PATH or installed by pyenv); None when there is none."""
+    if python_version(sys.executable) == version:
         return sys.executable
-    found = shutil.which(f"python{version}")
-    if found and subprocess.run([found, "-c", ""], capture_output=True, check=False).returncode == 0:
-        return found
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    # pyenv's shim on PATH fails unless the version is selected, so its installs are looked at directly.
+    installed = sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"), reverse=True)
+    for candidate in [shutil.which(f"python{version}"), *map(str, installed)]:
+        if candidate and python_version(candidate) == version:
+            return candidate
     return None
+
+
+def python_version(python: str) -> str | None:
+    """'3.13' for a working Python 3.13 interpreter; None when it does not run."""
+    if python == sys.executable:
+        return f"{sys.version_info.major}.{sys.version_info.minor}"
+    code = "import sys; print('%d.%d' % sys.version_info[:2])"
+    result = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def build(
@@ -67,13 +80,19 @@ def build(
     return Build(functions=functions, layers=layers)
 
 
-def install_runtime(workdir: Path) -> Path:
-    """What the Lambda Python runtime provides beside the stdlib: boto3, compiled, at our pinned version."""
+def install_runtime(workdir: Path, also_compiled_by: str | None = None) -> Path:
+    """What the Lambda Python runtime provides beside the stdlib: boto3, compiled, at our pinned version.
+
+    pip compiles it for this interpreter; `also_compiled_by` adds the bytecode of another
+    (the runtime's version), as the Lambda runtime ships its boto3 compiled.
+    """
     import boto3
 
     target = workdir / "runtime"
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--target", str(target), f"boto3=={boto3.__version__}"], check=True, capture_output=True)
+    if also_compiled_by and also_compiled_by != sys.executable:
+        subprocess.run([also_compiled_by, "-m", "compileall", "-q", "-j", "0", str(target)], check=True)
     return target
 
 

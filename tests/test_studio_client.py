@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
-
 from agent_handoff.studio import StudioClient
 from devtools import sample
 from devtools.studio_recorder import ScriptedFault
@@ -59,10 +57,29 @@ def test_success_without_an_execution_sid_is_not_trusted(studio):
     assert result.kind == "transient" and "no execution sid" in result.detail
 
 
-def test_phone_numbers_in_twilio_errors_are_masked():
-    def handler(request):
-        return httpx.Response(400, json={"code": 21211, "message": "Invalid 'To' Phone Number: +14155550100"})
-
-    c = StudioClient(base_url="https://studio.test", credentials=("a", "b"), transport=httpx.MockTransport(handler))
-    result = c.start_execution(flow_sid="FW1", to="+14155550100", from_="+1", parameters="{}")
+def test_phone_numbers_in_twilio_errors_are_masked(studio):
+    studio.fail_next(ScriptedFault(400, {"code": 21211, "message": "Invalid 'To' Phone Number: +14155550100"}))
+    result = start(client(studio, sleeps=[]))
     assert result.kind == "permanent" and "+14155550100" not in result.detail and "21211" in result.detail
+
+
+def test_the_form_and_credentials_reach_studio(studio):
+    result = start(client(studio, sleeps=[]))
+
+    assert result.kind == "created" and result.execution_sid.startswith("FN")
+    (request,) = studio.requests
+    assert (request.flow_sid, request.to, request.from_) == (sample.FLOW_SID, "+14155550100", sample.AGENT_NUMBER)
+    assert request.parameters == '{"HandoffData":{}}' and request.username == sample.ACCOUNT_SID
+
+
+def test_wrong_credentials_are_permanent(studio):
+    c = StudioClient(base_url=studio.base_url, credentials=(sample.ACCOUNT_SID, "wrong"), sleep=[].append)
+    result = start(c)
+    assert result.kind == "permanent" and result.status_code == 401 and len(studio.requests) == 1
+
+
+def test_a_connection_refused_is_a_network_error_and_retried():
+    sleeps = []
+    c = StudioClient(base_url="http://127.0.0.1:9", credentials=("a", "b"), sleep=sleeps.append, max_attempts=2)
+    result = start(c)
+    assert result.kind == "transient" and result.detail.startswith("network error") and len(sleeps) == 1

@@ -217,7 +217,7 @@ def test_bytecode_of_the_wrong_python_version_fails_the_build(tmp_path):
 def test_dependencies_layer_builds_for_arm64_without_python_313(tmp_path):
     _make(ROOT / "layers" / "dependencies", "build-DependenciesLayer", tmp_path, PYTHON=sys.executable, PYC_PYTHON="")
     site = tmp_path / "python"
-    assert (site / "httpx").is_dir() and (site / "aws_lambda_powertools").is_dir()
+    assert all((site / name).is_dir() for name in ("httpx", "urllib3", "aws_lambda_powertools"))
     # Of twilio, only what a function imports; none of the REST client's dependencies.
     assert sorted(p.name for p in (site / "twilio").iterdir()) == ["__init__.py", "request_validator.py", "twiml"]
     for unused in ("aiohttp", "requests", "jwt", "pydantic", "pydantic_core", "boto3"):  # boto3: the runtime has it

@@ -1,21 +1,19 @@
 """HandoffDispatchFunction: handoff records from the table's stream -> Studio executions."""
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from agent_handoff import wiring
 from agent_handoff.observability import function_logger, metric, route_core_logs
+from agent_handoff.stream_batch import new_image_text, process_stream_batch
 
 logger = function_logger("handoff-dispatch")
-# A Studio outage fails every record: report them all as item failures rather than erroring the invocation.
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
 def dispatch_record(record):
-    handoff_id = record.dynamodb.new_image.get("handoffId")
+    handoff_id = new_image_text(record, "handoffId")
     if not handoff_id:
         # The event source mapping filters on kind=handoff; anything else is not ours to retry.
-        logger.warning("stream record without handoffId ignored", extra={"event_id": record.event_id})
+        logger.warning("stream record without handoffId ignored", extra={"event_id": record.get("eventID")})
         return None
     try:
         outcome = wiring.dispatcher().dispatch(handoff_id)
@@ -33,7 +31,15 @@ def dispatch_record(record):
     return outcome.status
 
 
+def redelivered(record, exc):
+    # A Studio outage fails every record: each is reported back to Lambda, the invocation succeeds.
+    logger.warning(
+        "handoff will be delivered again",
+        extra={"handoff_id": new_image_text(record, "handoffId"), "error": type(exc).__name__},
+    )
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)
-    return process_partial_response(event=event, record_handler=dispatch_record, processor=processor, context=context)
+    return process_stream_batch(event, dispatch_record, redelivered)

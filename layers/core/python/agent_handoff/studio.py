@@ -3,18 +3,24 @@
 Studio has no idempotency key. What keeps a retried POST from starting a second execution
 is Studio's own rule that a contact has one active execution at a time: a repeat answers
 HTTP 409 (Twilio code 20409), which is reported as `already_active`, not as a failure.
+
+It speaks urllib3, not httpx: botocore has already imported urllib3 in every function, so
+the one HTTPS call the dispatcher makes adds no import and no eager trust-store load to its
+cold start (httpx's cost 0.2x of the floor; see README, Benchmarks).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlencode
 
-import httpx
+import urllib3
 
 from .masking import mask_phones_in
 
@@ -41,14 +47,17 @@ class StudioClient:
         max_attempts: int = 4,
         timeout_seconds: float = 10.0,
         backoff_base_seconds: float = 0.5,
-        transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self._client = httpx.Client(
-            base_url=base_url,
-            auth=credentials,
-            timeout=httpx.Timeout(timeout_seconds, connect=3.0),
-            transport=transport,
+        self._base_url = base_url.rstrip("/")
+        self._headers = {
+            **urllib3.make_headers(basic_auth=":".join(credentials)),
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
+        # Retries are ours (they honour Retry-After and Studio's 409); urllib3 makes one attempt.
+        self._pool = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=3.0, read=timeout_seconds), retries=False, maxsize=1
         )
         self._max_attempts = max_attempts
         self._backoff = backoff_base_seconds
@@ -69,13 +78,20 @@ class StudioClient:
 
     def _post_once(self, flow_sid: str, form: dict[str, str]) -> tuple[ExecutionResult, float | None]:
         try:
-            response = self._client.post(f"/v2/Flows/{flow_sid}/Executions", data=form)
-        except httpx.TimeoutException:
+            response = self._pool.request(
+                "POST",
+                f"{self._base_url}/v2/Flows/{flow_sid}/Executions",
+                body=urlencode(form),
+                headers=self._headers,
+            )
+        except urllib3.exceptions.NewConnectionError as exc:  # urllib3 files it under timeouts; nothing was sent
+            return ExecutionResult(kind="transient", detail=f"network error: {type(exc).__name__}"), None
+        except urllib3.exceptions.TimeoutError:
             # The request may have reached Studio; a retry then meets 409, which is success.
             return ExecutionResult(kind="transient", detail="timed out"), None
-        except httpx.HTTPError as exc:
+        except urllib3.exceptions.HTTPError as exc:
             return ExecutionResult(kind="transient", detail=f"network error: {type(exc).__name__}"), None
-        status = response.status_code
+        status = response.status
         body = _json_or_empty(response)
         if status in (200, 201):
             sid = str(body.get("sid") or "")
@@ -90,9 +106,9 @@ class StudioClient:
         return ExecutionResult(kind="permanent", status_code=status, detail=detail), None
 
 
-def _json_or_empty(response: httpx.Response) -> dict:
+def _json_or_empty(response: urllib3.BaseHTTPResponse) -> dict:
     try:
-        body = response.json()
+        body = json.loads(response.data)
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
@@ -104,7 +120,7 @@ def _twilio_error(status: int, body: dict) -> str:
     return f"HTTP {status}" + (f" code {code}" if code else "") + (f": {message}" if message else "")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
     value = response.headers.get("Retry-After")
     try:
         return max(0.0, float(value)) if value is not None else None
