@@ -25,9 +25,11 @@ LAYERS = {"CoreLayer": ROOT / "layers" / "core", "DependenciesLayer": ROOT / "la
 class Build:
     functions: dict[str, Path]  # logical id -> the function's code directory
     layers: list[Path]  # each layer's python/ directory, in the template's order
+    opt: Path  # the layers merged as Lambda extracts them, in order, into one /opt
 
     def path_for(self, logical_id: str) -> list[Path]:
-        return [self.functions[logical_id], *self.layers]
+        """sys.path as Lambda sets it: the function's code, then /opt/python that every layer shares."""
+        return [self.functions[logical_id], self.opt / "python"]
 
 
 def host_arch() -> str:
@@ -68,16 +70,19 @@ def build(
         f"PYTHON={sys.executable}",
     ]
     layers = []
+    opt = workdir / "opt"
+    shutil.rmtree(opt, ignore_errors=True)
     for logical_id, source in LAYERS.items():
         out = workdir / logical_id
         _make(source, f"build-{logical_id}", out, variables)
         layers.append(out / "python")
+        shutil.copytree(out, opt, dirs_exist_ok=True)
     functions = {}
     for logical_id in logical_ids or list(template_functions()):
         out = workdir / logical_id
         _make(ROOT / "functions", f"build-{logical_id}", out, variables)
         functions[logical_id] = out
-    return Build(functions=functions, layers=layers)
+    return Build(functions=functions, layers=layers, opt=opt)
 
 
 def install_runtime(workdir: Path, also_compiled_by: str | None = None) -> Path:

@@ -10,8 +10,7 @@ invocation checks it before every frame it posts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .dynamo import DynamoTable, history_attribute, history_from, n, plain_item, s
 from .errors import ConcurrentUpdate
@@ -29,8 +28,7 @@ def connection_key(connection_id: str) -> str:
     return f"CONN#{connection_id}"
 
 
-@dataclass(frozen=True)
-class CallSession:
+class CallSession(NamedTuple):
     call_sid: str
     conversation_id: str
     caller: str = ""

@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from .records import HandoffRecord
@@ -98,7 +98,7 @@ class Redriver:
         if dry_run:
             return
         now = int(self._clock())
-        again = replace(record, handoff_id=f"{record.handoff_id.split('.r')[0]}.r{now}", status="pending")
+        again = record._replace(handoff_id=f"{record.handoff_id.split('.r')[0]}.r{now}", status="pending")
         self._store.insert_handoff(again, now=now)
         self._store.finish_handoff(
             record.handoff_id, status="redriven", outcome="redriven", error=f"redriven as {again.handoff_id}", now=now

@@ -1,4 +1,4 @@
-"""Twilio ConversationRelay WebSocket messages: one class per wire message.
+"""Twilio ConversationRelay WebSocket messages: a class for each one Twilio sends, and for each we send (text, end).
 
 Inbound parsing is lenient about fields Twilio may add without notice and strict about the ones
 we read; outbound messages check their fields when built, because an invalid frame is dropped
@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, NamedTuple
 
 # API Gateway's WebSocket message limit is 128 KB; nothing Twilio sends us comes close.
 MAX_FRAME_BYTES = 64 * 1024
@@ -24,7 +24,6 @@ MAX_FRAME_BYTES = 64 * 1024
 _CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 _DIGIT = re.compile(r"[0-9*#A-Dw]")
-_DIGITS = re.compile(r"[0-9*#w]+")
 
 
 class ProtocolError(ValueError):
@@ -32,50 +31,46 @@ class ProtocolError(ValueError):
 
 
 # -- inbound ------------------------------------------------------------------------------
+# NamedTuples: every cold start creates these classes, and a NamedTuple costs a tenth of a
+# frozen dataclass to create. Outbound messages stay dataclasses, to check fields when built.
 
 
-@dataclass(frozen=True)
-class Setup:
+class Setup(NamedTuple):
     session_id: str
     call_sid: str
     account_sid: str
+    custom_parameters: dict[str, Any]
     from_: str = ""
     to: str = ""
     parent_call_sid: str = ""
     direction: str = ""
-    custom_parameters: dict[str, Any] = field(default_factory=dict)
     type: str = "setup"
 
 
-@dataclass(frozen=True)
-class Prompt:
+class Prompt(NamedTuple):
     voice_prompt: str
     lang: str = ""
     last: bool = True
     type: str = "prompt"
 
 
-@dataclass(frozen=True)
-class Dtmf:
+class Dtmf(NamedTuple):
     digit: str
     type: str = "dtmf"
 
 
-@dataclass(frozen=True)
-class Interrupt:
+class Interrupt(NamedTuple):
     utterance_until_interrupt: str = ""
     duration_until_interrupt_ms: float = 0
     type: str = "interrupt"
 
 
-@dataclass(frozen=True)
-class Error:
+class Error(NamedTuple):
     description: str = ""
     type: str = "error"
 
 
-@dataclass(frozen=True)
-class Info:
+class Info(NamedTuple):
     name: str = ""
     value: Any = None
     type: str = "info"
@@ -248,42 +243,3 @@ class End(OutboundMessage):
 
     def _problem(self) -> str:
         return "" if _optional(self.handoff_data, str) else "handoffData must be a string"
-
-
-@dataclass(frozen=True)
-class Play(OutboundMessage):
-    type: ClassVar[str] = "play"
-    source: str
-    loop: int | None = None
-    preemptible: bool | None = None
-    interruptible: bool | None = None
-
-    def _problem(self) -> str:
-        ok = isinstance(self.source, str) and _optional(self.loop, int)
-        ok = ok and all(_optional(v, bool) for v in (self.preemptible, self.interruptible))
-        return "" if ok else "source must be a string, loop an integer, the rest booleans"
-
-
-@dataclass(frozen=True)
-class SendDigits(OutboundMessage):
-    type: ClassVar[str] = "sendDigits"
-    digits: str
-
-    def _problem(self) -> str:
-        ok = isinstance(self.digits, str) and _DIGITS.fullmatch(self.digits) is not None
-        return "" if ok else "digits must be 0-9, *, # or w"
-
-
-@dataclass(frozen=True)
-class Language(OutboundMessage):
-    type: ClassVar[str] = "language"
-    _wire_names: ClassVar[dict[str, str]] = {
-        "tts_language": "ttsLanguage",
-        "transcription_language": "transcriptionLanguage",
-    }
-    tts_language: str | None = None
-    transcription_language: str | None = None
-
-    def _problem(self) -> str:
-        ok = _optional(self.tts_language, str) and _optional(self.transcription_language, str)
-        return "" if ok else "languages must be strings"

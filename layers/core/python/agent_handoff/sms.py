@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from . import log_context
 from .agent.turn import Agent
@@ -32,16 +32,14 @@ CLAIM_LEASE_SECONDS = 30  # longer than a whole turn may take (the webhook itsel
 COMMIT_ATTEMPTS = 3
 
 
-@dataclass(frozen=True)
-class InboundSms:
+class InboundSms(NamedTuple):
     message_sid: str
     customer: str  # From
     agent_number: str  # To
     body: str
 
 
-@dataclass(frozen=True)
-class SmsPolicy:
+class SmsPolicy(NamedTuple):
     routing_attributes: dict
     memory_store_id: str
     history_limit: int
@@ -52,8 +50,7 @@ class SmsPolicy:
     duplicate_wait_seconds: float = 5.0
 
 
-@dataclass(frozen=True)
-class SmsReply:
+class SmsReply(NamedTuple):
     text: str | None  # None: answer with an empty <Response/>
     duplicate: bool = False
     handed_off: bool = False
@@ -110,8 +107,8 @@ class SmsService:
             log_context.bind(conversation_id=conversation.conversation_id)
             if conversation.hold is not None and not conversation.hold.active(now):
                 # The human side is done with it: a fresh conversation for the AI.
-                conversation = replace(
-                    self._new_conversation(key, message), version=conversation.version, history=conversation.history
+                conversation = self._new_conversation(key, message)._replace(
+                    version=conversation.version, history=conversation.history
                 )
             commit, reply = self._turn(conversation, message, token, now)
             try:
@@ -162,14 +159,12 @@ class SmsService:
             unresolved_attempts=conversation.unresolved_attempts,
             on_handoff=on_handoff,
         )
-        updated = replace(
-            conversation.with_turns(Turn("user", message.body), Turn("assistant", outcome.reply), limit=limit),
-            unresolved_attempts=outcome.unresolved_attempts,
-        )
+        updated = conversation.with_turns(
+            Turn("user", message.body), Turn("assistant", outcome.reply), limit=limit
+        )._replace(unresolved_attempts=outcome.unresolved_attempts)
         handoff = pending[0] if outcome.handed_off and pending else None
         if handoff is not None:
-            updated = replace(
-                updated,
+            updated = updated._replace(
                 hold=Hold(handoff_id=handoff.handoff_id, reason=outcome.trigger, until=now + self._policy.hold_seconds),
             )
             log.info(

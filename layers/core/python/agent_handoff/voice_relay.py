@@ -13,8 +13,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from . import log_context
 from .agent.policy import Escalation
@@ -52,8 +51,7 @@ class FrameSender(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class FrameResult:
+class FrameResult(NamedTuple):
     """What a frame did, for the handler's logs and metrics."""
 
     type: str  # the message type, or "dropped"
@@ -61,8 +59,7 @@ class FrameResult:
     handoff_trigger: str = ""  # set when this frame handed the caller off
 
 
-@dataclass(frozen=True)
-class RelayPolicy:
+class RelayPolicy(NamedTuple):
     account_sid: str | None
     routing_attributes: dict
     memory_store_id: str

@@ -10,8 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
 from twilio.request_validator import RequestValidator
@@ -45,8 +44,7 @@ class FormParams(dict[str, str]):
         return len(self._all.get(name, ())) > 1
 
 
-@dataclass(frozen=True)
-class WebhookRequest:
+class WebhookRequest(NamedTuple):
     url: str
     params: FormParams
     headers: Mapping[str, str]

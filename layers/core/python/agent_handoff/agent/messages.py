@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 
-@dataclass(frozen=True)
-class ToolSpec:
+class ToolSpec(NamedTuple):
     name: str
     description: str
     parameters: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class ToolCall:
+class ToolCall(NamedTuple):
     id: str
     name: str
     # None when the model sent arguments that are not a JSON object.
@@ -36,8 +34,7 @@ class ChatMessage:
         return cls(role="tool", tool_call_id=call.id, tool_name=call.name, tool_result=result)
 
 
-@dataclass(frozen=True)
-class Completion:
+class Completion(NamedTuple):
     text: str
     tool_calls: tuple[ToolCall, ...] = ()
     # Set by providers that know they did not answer the question (the rules agent's fallback).

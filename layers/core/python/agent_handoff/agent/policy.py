@@ -7,13 +7,12 @@ them hold even when the model does not follow its instructions, or is a rules ag
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_UNRESOLVED_ATTEMPTS = 2
 
 
-@dataclass(frozen=True)
-class Escalation:
+class Escalation(NamedTuple):
     trigger: str
     reason: str
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import ProviderError
 from ..handoff import HANDOFF_TOOL_DESCRIPTION, HANDOFF_TOOL_NAME, HANDOFF_TOOL_PARAMETERS
@@ -38,8 +38,7 @@ HandoffCallback = Callable[[str], dict[str, str]]
 Speak = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class TurnOutcome:
+class TurnOutcome(NamedTuple):
     reply: str
     handed_off: bool
     trigger: str  # "llm", an Escalation trigger, "agent_error", or "" when no handoff
