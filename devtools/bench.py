@@ -4,8 +4,8 @@
   moto running as a server in this process (so moto's import is not counted), as a ratio to
   the floor: a fresh process that imports boto3, creates a DynamoDB client and makes one call
   to the same server. Median of interleaved pairs. Both run as Lambda runs them: built by the
-  template's Makefiles for this machine, with only the function, its layers and boto3 on the
-  path, and nothing written back (`-I -S -B`: Lambda's code directories are read-only), under
+  template's Makefiles for this machine, with only the function, its layers (merged into one
+  /opt/python, as Lambda extracts them) and boto3 on the path, and nothing written back (`-I -S -B`: Lambda's code directories are read-only), under
   the runtime's Python (3.13) when this machine has one. Once with the bytecode the build
   ships, once without it, to show what shipping it saves.
 - AWS calls per request, counted at botocore's `before-send` for each function's event.
@@ -366,7 +366,7 @@ ZIPPED_MB_BUDGET = 15.0
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, default=7, help="interleaved cold-start pairs per function")
+    parser.add_argument("--pairs", type=int, default=11, help="interleaved cold-start pairs per function")
     parser.add_argument("--invocations", type=int, default=300, help="warm invocations per function")
     parser.add_argument("--skip-size", action="store_true", help="do not build the arm64 bundle to size it")
     parser.add_argument(
