@@ -1,4 +1,5 @@
-"""Finding the runtime's Python for the bench and the build's bytecode: PATH first, then pyenv's installs."""
+"""The bench's view of a deployment: the runtime's Python (PATH first, then pyenv's installs) and
+the layers merged into one /opt as Lambda extracts them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools import deployment
 from devtools.deployment import python_version, runtime_python
 
 
@@ -48,3 +50,25 @@ def test_a_python_on_path_comes_first(nothing_on_path, monkeypatch, tmp_path):
 def test_none_when_nothing_of_that_version_runs(nothing_on_path):
     fake_python(nothing_on_path / "versions/3.98.1/bin/python3.98", "3.97")  # lies about its version
     assert runtime_python("3.98") is None
+
+
+def test_layers_merge_into_one_opt_in_the_templates_order(monkeypatch, tmp_path):
+    def fake_make(directory: Path, target: str, out: Path, variables: list[str]) -> None:
+        name = target.removeprefix("build-")
+        (out / "python" / "shared").mkdir(parents=True, exist_ok=True)
+        (out / "python" / f"{name}.py").write_text("")
+        (out / "python" / "shared" / "last.txt").write_text(name)
+
+    monkeypatch.setattr(deployment, "_make", fake_make)
+    (tmp_path / "opt" / "python").mkdir(parents=True)
+    (tmp_path / "opt" / "python" / "stale.py").write_text("")  # from an earlier build in the same place
+
+    built = deployment.build(
+        tmp_path, arch="x86_64", python_version="3.13", bytecode_python=None, logical_ids=["VoiceRelayFunction"]
+    )
+
+    opt = tmp_path / "opt" / "python"
+    assert built.path_for("VoiceRelayFunction") == [tmp_path / "VoiceRelayFunction", opt]
+    assert sorted(p.name for p in opt.glob("*.py")) == ["CoreLayer.py", "DependenciesLayer.py"]
+    assert (opt / "shared" / "last.txt").read_text() == list(deployment.LAYERS)[-1]
+    assert built.layers == [tmp_path / name / "python" for name in deployment.LAYERS]
