@@ -1,4 +1,4 @@
-"""Twilio ConversationRelay WebSocket messages: a class for each one Twilio sends, and for each we send (text, end).
+"""ConversationRelay WebSocket messages: a class for each one Twilio sends and each one we send (text, end).
 
 Inbound parsing is lenient about fields Twilio may add without notice and strict about the ones
 we read; outbound messages check their fields when built, because an invalid frame is dropped
