@@ -5,9 +5,10 @@
   the floor: a fresh process that imports boto3, creates a DynamoDB client and makes one call
   to the same server. Median of interleaved pairs. Both run as Lambda runs them: built by the
   template's Makefiles for this machine, with only the function, its layers (merged into one
-  /opt/python, as Lambda extracts them) and boto3 on the path, and nothing written back (`-I -S -B`: Lambda's code directories are read-only), under
-  the runtime's Python (3.13) when this machine has one. Once with the bytecode the build
-  ships, once without it, to show what shipping it saves.
+  /opt/python, as Lambda extracts them) and boto3 on the path, and nothing written back
+  (`-I -S -B`: Lambda's code directories are read-only), under the runtime's Python (3.13)
+  when this machine has one. Once with the bytecode the build ships, once without it, to show
+  what shipping it saves.
 - AWS calls per request, counted at botocore's `before-send` for each function's event.
 - warm latency p50/p99 over repeated invocations in one process.
 - deployment size of each function plus its layers, zipped and unzipped, for the arm64 build.
