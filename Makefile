@@ -41,29 +41,29 @@ $(SAM): requirements-sam.txt
 setup: $(BIN)/.installed $(SAM)
 
 local: $(BIN)/.installed
-	$(PY) -m devtools.local_stack $(if $(PORT),--port $(PORT),)
+	$(PY) -m devtools.local.stack $(if $(PORT),--port $(PORT),)
 
 URL ?= http://127.0.0.1:3000
 sms: $(BIN)/.installed
-	$(PY) -m devtools.sms_phone --url $(URL) $(if $(SCRIPT),--script $(SCRIPT),)
+	$(PY) -m devtools.phones.sms --url $(URL) $(if $(SCRIPT),--script $(SCRIPT),)
 
 call: $(BIN)/.installed
-	$(PY) -m devtools.voice_phone --url $(URL) $(if $(SCRIPT),--script $(SCRIPT),)
+	$(PY) -m devtools.phones.voice --url $(URL) $(if $(SCRIPT),--script $(SCRIPT),)
 
 demo: $(BIN)/.installed
-	$(PY) -m devtools.sms_phone $(if $(SCRIPT),--script $(SCRIPT),)
+	$(PY) -m devtools.phones.sms $(if $(SCRIPT),--script $(SCRIPT),)
 
 configure: $(BIN)/.installed
-	$(PY) -m devtools.configure --stack $(STACK) --phone-number $(NUMBER) $(if $(FLOW),--voice-flow $(FLOW),) $(if $(DRY_RUN),--dry-run,)
+	$(PY) -m devtools.ops.configure --stack $(STACK) --phone-number $(NUMBER) $(if $(FLOW),--voice-flow $(FLOW),) $(if $(DRY_RUN),--dry-run,)
 
 redrive: $(BIN)/.installed
-	$(PY) -m devtools.redrive --stack $(STACK) $(if $(DRY_RUN),--dry-run,)
+	$(PY) -m devtools.ops.redrive --stack $(STACK) $(if $(DRY_RUN),--dry-run,)
 
 load: $(BIN)/.installed
-	$(PY) -m devtools.load $(LOAD_ARGS)
+	$(PY) -m devtools.bench.load $(LOAD_ARGS)
 
 bench: $(BIN)/.installed
-	$(PY) -m devtools.bench $(BENCH_ARGS)
+	$(PY) -m devtools.bench.run $(BENCH_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -73,10 +73,10 @@ test: setup lint
 	SAM_CLI=$(abspath $(SAM)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 events: $(BIN)/.installed
-	$(PY) -m devtools.make_events
+	$(PY) -m devtools.samples.make_events
 
 flow: $(BIN)/.installed
-	$(PY) -m devtools.studio_flow
+	$(PY) -m devtools.samples.studio_flow
 
 validate: $(SAM)
 	$(SAM) validate --lint

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # Fake credentials before any client exists; never reach a real account.
-from devtools.sample import FAKE_AWS  # noqa: E402
+from devtools.samples.sample import FAKE_AWS  # noqa: E402
 
 for _key, _value in {
     **FAKE_AWS,
@@ -27,9 +27,9 @@ os.environ.pop("AWS_PROFILE", None)
 from moto import mock_aws  # noqa: E402
 
 from agent_handoff import wiring  # noqa: E402
-from devtools import sample  # noqa: E402
-from devtools.lambdas import LambdaContext, load_function  # noqa: E402
-from devtools.studio_recorder import StudioRecorder  # noqa: E402
+from devtools.fakes.studio_recorder import StudioRecorder  # noqa: E402
+from devtools.local.lambdas import LambdaContext, load_function  # noqa: E402
+from devtools.samples import sample  # noqa: E402
 from devtools.template import create_queue, create_table  # noqa: E402
 
 
@@ -73,7 +73,7 @@ class AwsHandles:
     queue_url: str
 
     def items(self, prefix: str = "") -> list[dict]:
-        from agent_handoff.dynamo import plain_item
+        from agent_handoff.storage.dynamo import plain_item
 
         pages = self.dynamodb.get_paginator("scan").paginate(TableName=sample.TABLE_NAME)
         rows = [plain_item(item) for page in pages for item in page["Items"]]
@@ -130,7 +130,7 @@ RELAY_URL = "wss://wsabc12345.execute-api.us-east-1.amazonaws.com/live"
 @pytest.fixture
 def connections(aws, monkeypatch):
     """A loopback @connections endpoint the relay posts its frames to."""
-    from devtools.connections import ConnectionsEndpoint
+    from devtools.fakes.connections import ConnectionsEndpoint
 
     with ConnectionsEndpoint() as endpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", endpoint.url)
@@ -142,7 +142,7 @@ def connections(aws, monkeypatch):
 @pytest.fixture
 def voice_call(connections, lambda_context):
     """Make a caller playing Twilio's side of a call against the voice functions."""
-    from devtools.voice_caller import Functions, VoiceCall
+    from devtools.phones.voice_caller import Functions, VoiceCall
 
     loaded: list[Functions] = []
 

@@ -1,6 +1,6 @@
 """The ConversationRelay wire schema as strict pydantic models: the tests' independent oracle.
 
-The product checks frames by hand (agent_handoff.relay_protocol, to keep pydantic off the
+The product checks frames by hand (agent_handoff.voice.protocol, to keep pydantic off the
 relay's cold start); these models are the specification those checks are held to. Every
 frame a test captures must validate here, and the inbound parser must agree with INBOUND.
 """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import boto3
 
-from devtools import sample
-from devtools.streams import StreamReader, filter_patterns, lambda_event, matches
+from devtools.local.streams import StreamReader, filter_patterns, lambda_event, matches
+from devtools.samples import sample
 from devtools.template import resource
 
 

@@ -16,9 +16,9 @@ from agent_handoff.agent.turn import HANDOFF_TOOL, Agent
 from agent_handoff.config import Settings
 from agent_handoff.errors import ProviderError
 from agent_handoff.handoff import tool_result
-from agent_handoff.records import Turn
-from devtools import sample
-from devtools.loopback import LoopbackServer, QuietHandler
+from agent_handoff.storage.records import Turn
+from devtools.fakes.loopback import LoopbackServer, QuietHandler
+from devtools.samples import sample
 
 REPLY = "A person will follow up with you here shortly."
 

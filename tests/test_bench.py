@@ -12,7 +12,7 @@ from devtools.template_functions import functions as template_functions
 def test_bench_runs_and_reports_every_function():
     env = {"PYTHONPATH": f"{ROOT / 'layers' / 'core' / 'python'}:{ROOT}", "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
-        [sys.executable, "-m", "devtools.bench", "--pairs", "1", "--invocations", "3", "--skip-size"],
+        [sys.executable, "-m", "devtools.bench.run", "--pairs", "1", "--invocations", "3", "--skip-size"],
         cwd=ROOT,
         env=env,
         capture_output=True,

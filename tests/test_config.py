@@ -10,7 +10,7 @@ from moto import mock_aws
 from agent_handoff import wiring
 from agent_handoff.config import Settings
 from agent_handoff.errors import ConfigError
-from devtools import sample
+from devtools.samples import sample
 
 
 def test_sample_environment_is_valid():

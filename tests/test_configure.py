@@ -9,8 +9,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devtools import configure, sample
-from devtools.twilio_api_fake import TwilioApiFake
+from devtools.fakes.twilio_api import TwilioApiFake
+from devtools.ops import configure
+from devtools.samples import sample
 
 OUTPUTS = {
     "SmsWebhookUrl": "https://abc123.execute-api.us-east-1.amazonaws.com/sms",

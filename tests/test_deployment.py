@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools import deployment
-from devtools.deployment import python_version, runtime_python
+from devtools.bench import deployment
+from devtools.bench.deployment import python_version, runtime_python
 
 
 def fake_python(path: Path, prints: str, exit_code: int = 0) -> Path:

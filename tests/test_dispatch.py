@@ -7,9 +7,9 @@ import json
 import pytest
 
 from conftest import load_handler
-from devtools import sample
-from devtools.events import http_api_event, sms_params
-from devtools.studio_recorder import ScriptedFault
+from devtools.fakes.studio_recorder import ScriptedFault
+from devtools.samples import sample
+from devtools.samples.events import http_api_event, sms_params
 from streams import Outbox
 
 sms_app = load_handler("inbound_sms")
@@ -97,7 +97,7 @@ def test_api_key_is_used_when_configured(aws, studio, outbox, lambda_context, mo
     ids=["429", "500", "503"],
 )
 def test_transient_failures_are_retried_within_the_invocation(aws, studio, outbox, lambda_context, fault, monkeypatch):
-    monkeypatch.setattr("agent_handoff.studio.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("agent_handoff.delivery.studio.time.sleep", lambda seconds: None)
     from agent_handoff import wiring
 
     wiring.reset()
@@ -149,7 +149,7 @@ def test_exhausted_retries_go_back_to_the_stream_then_to_the_dead_letter_queue(
 ):
     from agent_handoff import wiring
 
-    monkeypatch.setattr("agent_handoff.studio.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("agent_handoff.delivery.studio.time.sleep", lambda seconds: None)
     monkeypatch.setenv("STUDIO_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("DISPATCH_MAX_DELIVERIES", "2")
     wiring.reset()
@@ -178,7 +178,7 @@ def test_exhausted_retries_go_back_to_the_stream_then_to_the_dead_letter_queue(
 def test_unreachable_studio_is_a_transient_failure(aws, studio, outbox, lambda_context, monkeypatch):
     from agent_handoff import wiring
 
-    monkeypatch.setattr("agent_handoff.studio.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("agent_handoff.delivery.studio.time.sleep", lambda seconds: None)
     monkeypatch.setenv("STUDIO_BASE_URL", "http://127.0.0.1:9")  # discard port: connection refused
     wiring.reset()
     ask_for_human(lambda_context)

@@ -6,10 +6,10 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from agent_handoff import wiring
-from agent_handoff.sms import SmsService
+from agent_handoff.sms.service import SmsService
 from conftest import load_handler
-from devtools import sample
-from devtools.events import http_api_event, sms_params
+from devtools.samples import sample
+from devtools.samples.events import http_api_event, sms_params
 from streams import Outbox
 
 sms_app = load_handler("inbound_sms")

@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from agent_handoff.relay_protocol import ProtocolError, parse_inbound
+from agent_handoff.voice.protocol import ProtocolError, parse_inbound
 from conftest import load_handler
-from devtools import sample
-from devtools.events import (
+from devtools.samples import sample
+from devtools.samples.events import (
     DEFAULT_HOST,
     action_params,
     call_params,

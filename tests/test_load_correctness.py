@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import time
 
-from devtools.load import run_load
-from devtools.local_stack import PASS_THROUGH, LocalStack
+from devtools.bench.load import run_load
+from devtools.local.stack import PASS_THROUGH, LocalStack
 
 
 def test_concurrent_customers_duplicates_and_handoffs():

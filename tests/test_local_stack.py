@@ -14,17 +14,19 @@ import time
 
 import pytest
 
-from devtools import sample, sms_phone, voice_phone
-from devtools.events import action_params, call_params, sms_params
-from devtools.local_stack import LocalStack
+from devtools.local.stack import LocalStack
+from devtools.phones import sms as sms_phone
+from devtools.phones import voice as voice_phone
+from devtools.phones.twilio_side import post_signed
+from devtools.samples import sample
+from devtools.samples.events import action_params, call_params, sms_params
 from devtools.template import ROOT, resource
-from devtools.twilio_side import post_signed
 
 
 @pytest.fixture(scope="module")
 def stack():
     # A developer's own settings would change what is under test: the stack gets none of them.
-    from devtools.local_stack import PASS_THROUGH
+    from devtools.local.stack import PASS_THROUGH
 
     environ = {k: v for k, v in os.environ.items() if k not in PASS_THROUGH}
     with LocalStack(port=0, log_level="WARNING", environ=environ) as running:
@@ -122,7 +124,7 @@ def test_make_local_prints_the_urls_and_stops_on_ctrl_c(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
     env["PYTHONPATH"] = f"{ROOT / 'layers' / 'core' / 'python'}:{ROOT}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.local_stack", "--port", "0", "--log-level", "WARNING"],
+        [sys.executable, "-m", "devtools.local.stack", "--port", "0", "--log-level", "WARNING"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

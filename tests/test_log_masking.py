@@ -8,9 +8,9 @@ import pytest
 
 from agent_handoff.masking import mask_phone, mask_phones_in, mask_text
 from conftest import load_handler
-from devtools import sample
-from devtools.events import http_api_event, sms_params
-from devtools.studio_recorder import ScriptedFault
+from devtools.fakes.studio_recorder import ScriptedFault
+from devtools.samples import sample
+from devtools.samples.events import http_api_event, sms_params
 from streams import Outbox
 
 CUSTOMER = "+14155550987"

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from conftest import load_handler
-from devtools import sample
-from devtools.events import http_api_event, sms_params
+from devtools.samples import sample
+from devtools.samples.events import http_api_event, sms_params
 from streams import Outbox
 
 
@@ -69,7 +69,7 @@ def test_sms_handoff_logs_and_metrics(aws, studio, lambda_context, function_logs
 
 
 def test_voice_route_metric(aws, lambda_context, function_logs, metrics_on, monkeypatch):
-    from devtools.events import action_params
+    from devtools.samples.events import action_params
 
     monkeypatch.setenv("RELAY_WEBSOCKET_URL", "wss://ws.example.com/live")
 
@@ -89,7 +89,7 @@ def test_voice_route_metric(aws, lambda_context, function_logs, metrics_on, monk
     records = lines(function_logs.readouterr().out)
     assert ("VoiceRoutes", {"target": "studio"}) in [(n, d) for n, d, _ in emitted(records)]
     routed = next(r for r in records if "routed to a person" in r.get("message", ""))
-    assert routed["call_sid"] == "CA" + "8" * 32 and routed["name"] == "agent_handoff.voice_calls"
+    assert routed["call_sid"] == "CA" + "8" * 32 and routed["name"] == "agent_handoff.voice.calls"
 
 
 def test_ids_learnt_mid_invocation_reach_every_later_line(aws, lambda_context, function_logs, voice_call):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 from agent_handoff import wiring
-from agent_handoff.redrive import STUCK_AFTER_SECONDS, Redriver
+from agent_handoff.delivery.redrive import STUCK_AFTER_SECONDS, Redriver
 from conftest import load_handler
-from devtools import redrive, sample
-from devtools.events import http_api_event, sms_params
-from devtools.studio_recorder import ScriptedFault
+from devtools.fakes.studio_recorder import ScriptedFault
+from devtools.ops import redrive
+from devtools.samples import sample
+from devtools.samples.events import http_api_event, sms_params
 from streams import Outbox
 
 sms_app = load_handler("inbound_sms")

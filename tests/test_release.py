@@ -8,8 +8,8 @@ import json
 import pytest
 
 from conftest import load_handler
-from devtools import sample
-from devtools.events import http_api_event, sms_params
+from devtools.samples import sample
+from devtools.samples.events import http_api_event, sms_params
 
 sms_app = load_handler("inbound_sms")
 release_app = load_handler("handoff_release")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.deployment import install_runtime, missing_bytecode
+from devtools.bench.deployment import install_runtime, missing_bytecode
 from devtools.template import ROOT
 from devtools.template_functions import functions as template_functions
 
@@ -91,10 +91,10 @@ def test_every_function_runs_from_the_build_output_as_lambda_imports_it(tmp_path
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from devtools import sample
-    from devtools.connections import ConnectionsEndpoint
-    from devtools.local_stack import free_port
-    from devtools.studio_recorder import StudioRecorder
+    from devtools.fakes.connections import ConnectionsEndpoint
+    from devtools.fakes.studio_recorder import StudioRecorder
+    from devtools.local.stack import free_port
+    from devtools.samples import sample
     from devtools.template import create_queue, create_table, load_template
 
     arch = "x86_64" if platform.machine().lower() in ("x86_64", "amd64") else "arm64"

@@ -9,7 +9,7 @@ import pytest
 
 from agent_handoff import wiring
 from conftest import load_handler
-from devtools import make_events, sample
+from devtools.samples import make_events, sample
 from devtools.template import ROOT
 
 EVENTS = ROOT / "events"
@@ -47,7 +47,7 @@ def test_sms_samples(sam_env, lambda_context):
 
 
 def test_dispatch_sample(sam_env, studio, lambda_context):
-    from agent_handoff.dynamo import plain_item
+    from agent_handoff.storage.dynamo import plain_item
 
     image = event("dispatch-stream.json")["Records"][0]["dynamodb"]["NewImage"]
     sam_env.dynamodb.put_item(TableName=sample.TABLE_NAME, Item=image)  # the record the sample points at
@@ -60,7 +60,7 @@ def test_dispatch_sample(sam_env, studio, lambda_context):
 
 
 def test_voice_samples_play_a_whole_call(sam_env, lambda_context, monkeypatch):
-    from devtools.connections import ConnectionsEndpoint
+    from devtools.fakes.connections import ConnectionsEndpoint
 
     incoming, relay, action = (load_handler(d) for d in ("incoming_call", "voice_relay", "voice_action"))
     with ConnectionsEndpoint() as connections:
@@ -91,7 +91,7 @@ def test_voice_samples_play_a_whole_call(sam_env, lambda_context, monkeypatch):
 
 
 def test_relay_prompt_for_a_human_sample(sam_env, lambda_context, monkeypatch):
-    from devtools.connections import ConnectionsEndpoint
+    from devtools.fakes.connections import ConnectionsEndpoint
 
     incoming, relay = load_handler("incoming_call"), load_handler("voice_relay")
     with ConnectionsEndpoint() as connections:

@@ -7,10 +7,10 @@ import pytest
 from agent_handoff import wiring
 from agent_handoff.agent.rules import RulesProvider
 from agent_handoff.errors import StoreError
-from agent_handoff.sms import InboundSms
+from agent_handoff.sms.service import InboundSms
 from conftest import load_handler
-from devtools import sample
-from devtools.events import http_api_event, sms_params
+from devtools.samples import sample
+from devtools.samples.events import http_api_event, sms_params
 
 sms_app = load_handler("inbound_sms")
 
@@ -54,7 +54,7 @@ def test_stale_claim_of_a_dead_invocation_is_taken_over(aws):
 
 
 def test_duplicate_while_the_first_is_in_progress_waits_for_its_reply(aws):
-    from agent_handoff.sms import SmsService
+    from agent_handoff.sms.service import SmsService
 
     service = wiring.sms_service()
     store = wiring.session_store()
@@ -76,7 +76,7 @@ def test_duplicate_while_the_first_is_in_progress_waits_for_its_reply(aws):
 
 
 def test_duplicate_gives_up_quietly_when_the_first_never_finishes(aws):
-    from agent_handoff.sms import SmsService
+    from agent_handoff.sms.service import SmsService
 
     service = wiring.sms_service()
     import time
@@ -116,7 +116,7 @@ def test_store_failure_answers_500_and_releases_the_claim_for_twilio_s_retry(aws
 def test_boto_errors_become_store_errors(aws):
     import boto3
 
-    from agent_handoff.store import SessionStore
+    from agent_handoff.storage.session_store import SessionStore
 
     store = SessionStore(boto3.client("dynamodb"), "no-such-table")
     with pytest.raises(StoreError, match="ResourceNotFoundException"):
@@ -126,7 +126,7 @@ def test_boto_errors_become_store_errors(aws):
 def test_hold_expires_and_the_ai_answers_a_new_conversation(aws, monkeypatch):
     import time
 
-    from agent_handoff.sms import SmsService
+    from agent_handoff.sms.service import SmsService
 
     service = wiring.sms_service()
     now = time.time()

@@ -10,8 +10,8 @@ import pytest
 from agent_handoff import wiring
 from agent_handoff.agent.rules import RulesProvider
 from conftest import load_handler
-from devtools import sample
-from devtools.events import http_api_event, sms_params
+from devtools.samples import sample
+from devtools.samples.events import http_api_event, sms_params
 
 sms_app = load_handler("inbound_sms")
 
@@ -173,7 +173,7 @@ def test_llm_failure_apologises_and_hands_off(aws, lambda_context, monkeypatch):
 
 
 def test_rest_api_payload_v1_is_accepted(aws, lambda_context, provider):
-    from devtools.events import rest_api_event
+    from devtools.samples.events import rest_api_event
 
     params = sms_params(account_sid=sample.ACCOUNT_SID, body="hi")
     event = rest_api_event("/sms", params, auth_token=sample.AUTH_TOKEN, stage="Prod")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from devtools import sms_phone
+from devtools.phones import sms as sms_phone
 from devtools.template import ROOT
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_handoff.stream_batch import NotAStreamEvent, new_image_text, process_stream_batch
+from agent_handoff.delivery.stream_batch import NotAStreamEvent, new_image_text, process_stream_batch
 
 
 def record(sequence: str, handoff_id: str | None) -> dict:

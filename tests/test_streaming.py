@@ -13,7 +13,7 @@ from agent_handoff.agent.openai_chat import OpenAIChatProvider
 from agent_handoff.agent.turn import HANDOFF_TOOL, Agent
 from agent_handoff.errors import ProviderError
 from agent_handoff.handoff import tool_result
-from agent_handoff.speaker import CONFIRMATION_WINDOW_SECONDS, Speaker
+from agent_handoff.voice.speaker import CONFIRMATION_WINDOW_SECONDS, Speaker
 
 
 def sse(*chunks: dict, done: bool = True) -> bytes:
@@ -211,8 +211,8 @@ def test_caller_hears_the_first_clause_before_the_model_finishes(connections, vo
 
 
 def test_a_streamed_reply_costs_one_frame_per_clause():
-    from agent_handoff.speech import clauses
-    from devtools.llm_fake import DEFAULT_REPLY
+    from agent_handoff.voice.speech import clauses
+    from devtools.fakes.llm import DEFAULT_REPLY
 
     posted = []
     speaker = Speaker(lambda m: posted.append(m) or True, lambda: True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agent_handoff.studio import StudioClient
-from devtools import sample
-from devtools.studio_recorder import ScriptedFault
+from agent_handoff.delivery.studio import StudioClient
+from devtools.fakes.studio_recorder import ScriptedFault
+from devtools.samples import sample
 
 
 def client(studio, *, sleeps, **kw):

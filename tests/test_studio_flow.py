@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from devtools import studio_flow
+from devtools.samples import studio_flow
 
 
 def test_committed_flow_is_current():
@@ -39,7 +39,7 @@ def test_product_return_url_carries_what_the_flow_reads():
     from urllib.parse import parse_qs, urlsplit
 
     from agent_handoff.handoff import build_payload
-    from agent_handoff.voice_twiml import resume_studio_flow
+    from agent_handoff.voice.twiml import resume_studio_flow
 
     payload = build_payload(conversation_id="conv_1", reason="Billing dispute", routing_attributes={})
     twiml = resume_studio_flow(account_sid="AC" + "0" * 32, flow_sid="FW" + "0" * 32, payload=payload)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.deployment import missing_bytecode
+from devtools.bench.deployment import missing_bytecode
 from devtools.template import ROOT, TEMPLATE, load_template
 
 FUNCTIONS = {
@@ -188,7 +188,7 @@ def test_function_builds_hold_only_their_handler_and_its_bytecode(tmp_path):
 
 def test_core_layer_ships_bytecode_for_the_runtime_version(tmp_path):
     _make(ROOT / "layers" / "core", "build-CoreLayer", tmp_path, **HOST_BYTECODE)
-    assert (tmp_path / "python" / "agent_handoff" / "sms.py").is_file()
+    assert (tmp_path / "python" / "agent_handoff" / "sms" / "service.py").is_file()
     assert missing_bytecode(tmp_path / "python", sys.implementation.cache_tag) == []
     stale = [p for p in (tmp_path / "python").rglob("*.pyc") if sys.implementation.cache_tag not in p.name]
     assert stale == []  # nothing left over from the developer's own caches

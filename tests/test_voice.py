@@ -16,10 +16,10 @@ from tac.models.handoff import HandoffPayload as TacHandoffPayload
 from tac.models.handoff import PendingHandoffData
 
 from agent_handoff import wiring
-from agent_handoff.speaker import CONFIRMATION_WINDOW_SECONDS
+from agent_handoff.voice.speaker import CONFIRMATION_WINDOW_SECONDS
 from conftest import RELAY_URL
-from devtools import sample
-from devtools.voice_caller import Functions, VoiceCall
+from devtools.phones.voice_caller import Functions, VoiceCall
+from devtools.samples import sample
 from relay_schema import End, Text, validate_outbound
 
 FUNCTIONS = Functions.load()
@@ -303,7 +303,7 @@ def test_bad_handshake_is_refused(call, signature):
 
 
 def test_unsigned_handshake_is_refused(call, lambda_context):
-    from devtools.events import ws_connect_event
+    from devtools.samples.events import ws_connect_event
 
     call.dial()
     event = ws_connect_event(call.connection_id, auth_token=None)
@@ -349,7 +349,7 @@ def test_error_and_info_frames_are_only_logged(call):
 
 @pytest.mark.parametrize("missing", ["CallSid", "SessionStatus"])
 def test_action_callback_needs_its_fields(call, aws, lambda_context, missing):
-    from devtools.events import action_params, http_api_event
+    from devtools.samples.events import action_params, http_api_event
 
     params = action_params(
         account_sid=sample.ACCOUNT_SID,

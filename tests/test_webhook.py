@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from agent_handoff.errors import WebhookRejected
-from agent_handoff.webhook import FormParams, public_url, read_form, verified_request
-from devtools.events import http_api_event, rest_api_event
+from agent_handoff.webhooks.request import FormParams, public_url, read_form, verified_request
+from devtools.samples.events import http_api_event, rest_api_event
 
 TOKEN = "webhook_test_token_0123456789"
 PARAMS = {"MessageSid": "SM" + "a" * 32, "Body": "hello", "From": "+14155550100", "Blank": ""}

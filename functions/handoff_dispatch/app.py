@@ -3,8 +3,8 @@
 from aws_lambda_powertools.metrics import MetricUnit
 
 from agent_handoff import wiring
+from agent_handoff.delivery.stream_batch import new_image_text, process_stream_batch
 from agent_handoff.observability import function_logger, metric, route_core_logs
-from agent_handoff.stream_batch import new_image_text, process_stream_batch
 
 logger = function_logger("handoff-dispatch")
 

@@ -3,7 +3,8 @@
 import json
 import time
 
-from agent_handoff import release, wiring
+from agent_handoff import wiring
+from agent_handoff.delivery import release
 from agent_handoff.errors import ConfigError, StoreError, WebhookRejected
 from agent_handoff.masking import mask_phone
 from agent_handoff.observability import function_logger, route_core_logs

@@ -1,11 +1,12 @@
 """InboundSmsFunction: Twilio Messaging webhook (POST /sms) -> one agent turn -> TwiML."""
 
-from agent_handoff import responses, wiring
+from agent_handoff import wiring
 from agent_handoff.masking import mask_phone
 from agent_handoff.observability import function_logger, metric, route_core_logs
-from agent_handoff.sms import InboundSms
-from agent_handoff.twiml import message_reply
+from agent_handoff.sms.service import InboundSms
+from agent_handoff.sms.twiml import message_reply
 from agent_handoff.webhook_handler import twilio_webhook
+from agent_handoff.webhooks import responses
 
 logger = function_logger("inbound-sms")
 

@@ -2,12 +2,13 @@
 
 import re
 
-from agent_handoff import responses, wiring
+from agent_handoff import wiring
 from agent_handoff.errors import WebhookRejected
 from agent_handoff.masking import mask_phone
 from agent_handoff.observability import function_logger, route_core_logs
-from agent_handoff.webhook import query_params, url_beside
 from agent_handoff.webhook_handler import twilio_webhook
+from agent_handoff.webhooks import responses
+from agent_handoff.webhooks.request import query_params, url_beside
 
 logger = function_logger("incoming-call")
 FLOW_SID = re.compile(r"^FW[0-9a-fA-F]{32}$")

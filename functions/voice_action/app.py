@@ -1,10 +1,11 @@
 """VoiceActionFunction: the <Connect action> callback (POST /voice/action) -> route the live call."""
 
-from agent_handoff import responses, wiring
+from agent_handoff import wiring
 from agent_handoff.observability import function_logger, metric, route_core_logs
-from agent_handoff.voice_calls import SessionEnd
-from agent_handoff.webhook import url_beside
+from agent_handoff.voice.calls import SessionEnd
 from agent_handoff.webhook_handler import twilio_webhook
+from agent_handoff.webhooks import responses
+from agent_handoff.webhooks.request import url_beside
 
 logger = function_logger("voice-action")
 

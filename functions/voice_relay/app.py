@@ -8,8 +8,8 @@ import time
 
 from agent_handoff import wiring
 from agent_handoff.observability import function_logger, metric, route_core_logs
-from agent_handoff.relay_sender import ApiGatewaySender
-from agent_handoff.websocket import handshake_is_signed
+from agent_handoff.voice.sender import ApiGatewaySender
+from agent_handoff.webhooks.handshake import handshake_is_signed
 
 logger = function_logger("voice-relay")
 ACCEPTED = {"statusCode": 200}

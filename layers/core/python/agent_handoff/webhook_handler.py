@@ -10,9 +10,10 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from . import responses, wiring
+from . import wiring
 from .errors import ConfigError, StoreError, WebhookRejected
-from .webhook import WebhookRequest, require_account, require_fields, verified_request
+from .webhooks import responses
+from .webhooks.request import WebhookRequest, require_account, require_fields, verified_request
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

@@ -60,7 +60,7 @@ def aws_client(service: str) -> Any:
 
 @lru_cache(maxsize=1)
 def session_store() -> Any:
-    from .store import SessionStore
+    from .storage.session_store import SessionStore
 
     current = settings().require("SESSIONS_TABLE_NAME")
     return SessionStore(aws_client("dynamodb"), current.sessions_table_name)
@@ -104,7 +104,7 @@ def agent(channel: str) -> Any:
 
 @lru_cache(maxsize=1)
 def sms_service() -> Any:
-    from .sms import SmsPolicy, SmsService
+    from .sms.service import SmsPolicy, SmsService
 
     current = settings()
     policy = SmsPolicy(
@@ -120,9 +120,9 @@ def sms_service() -> Any:
 
 @lru_cache(maxsize=1)
 def dispatcher() -> Any:
-    from .dead_letters import SqsDeadLetters
-    from .dispatch import HandoffDispatcher
-    from .studio import StudioClient
+    from .delivery.dead_letters import SqsDeadLetters
+    from .delivery.dispatch import HandoffDispatcher
+    from .delivery.studio import StudioClient
 
     current = settings().require("TWILIO_STUDIO_HANDOFF_FLOW_SID", "DEAD_LETTER_QUEUE_URL")
     studio = StudioClient(
@@ -141,14 +141,14 @@ def dispatcher() -> Any:
 
 @lru_cache(maxsize=1)
 def call_store() -> Any:
-    from .call_store import CallStore
+    from .storage.call_store import CallStore
 
     current = settings().require("SESSIONS_TABLE_NAME")
     return CallStore(aws_client("dynamodb"), current.sessions_table_name)
 
 
 def relay_options(current: Settings) -> Any:
-    from .voice_twiml import RelayOptions
+    from .voice.twiml import RelayOptions
 
     current.require("RELAY_WEBSOCKET_URL")
     return RelayOptions(
@@ -163,7 +163,7 @@ def relay_options(current: Settings) -> Any:
 
 @lru_cache(maxsize=1)
 def voice_calls() -> Any:
-    from .voice_calls import VoiceCalls, VoiceRouting
+    from .voice.calls import VoiceCalls, VoiceRouting
 
     current = settings().require("TWILIO_ACCOUNT_SID")
     routing = VoiceRouting(
@@ -179,7 +179,7 @@ def voice_calls() -> Any:
 
 @lru_cache(maxsize=1)
 def voice_relay() -> Any:
-    from .voice_relay import RelayPolicy, VoiceRelay
+    from .voice.relay import RelayPolicy, VoiceRelay
 
     current = settings()
     policy = RelayPolicy(

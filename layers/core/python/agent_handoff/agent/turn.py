@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from ..errors import ProviderError
 from ..handoff import HANDOFF_TOOL_DESCRIPTION, HANDOFF_TOOL_NAME, HANDOFF_TOOL_PARAMETERS
-from ..records import Turn
+from ..storage.records import Turn
 from .messages import ChatMessage, ChatProvider, Completion, ToolCall, ToolSpec
 from .policy import Escalation, EscalationPolicy
 

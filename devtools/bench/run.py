@@ -1,0 +1,480 @@
+"""Benchmarks: what each function costs, measured in one run, reported as ratios. `make bench`.
+
+- cold start: a fresh Python process imports the handler and serves a first event, against
+  moto running as a server in this process (so moto's import is not counted), as a ratio to
+  the floor: a fresh process that imports boto3, creates a DynamoDB client and makes one call
+  to the same server. Median of interleaved pairs. Both run as Lambda runs them: built by the
+  template's Makefiles for this machine, with only the function, its layers (merged into one
+  /opt/python, as Lambda extracts them) and boto3 on the path, and nothing written back
+  (`-I -S -B`: Lambda's code directories are read-only), under the runtime's Python (3.13)
+  when this machine has one. Once with the bytecode the build ships, once without it, to show
+  what shipping it saves.
+- AWS calls per request, counted at botocore's `before-send` for each function's event.
+- warm latency p50/p99 over repeated invocations in one process.
+- deployment size of each function plus its layers, zipped and unzipped, for the arm64 build.
+- voice: prompt frame -> first text frame, and post_to_connection calls per reply.
+- the reference: importing twilio-agent-connect's handoff tool and server module.
+
+Not part of the test run: timings depend on the machine; read them as ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devtools.bench import deployment
+from devtools.bench.deployment import Build
+from devtools.samples import sample
+from devtools.template_functions import functions as template_functions
+
+# Every function of the template, by the folder its Handler names (inbound_sms.app.handler).
+FUNCTION_DIRS = {logical_id: spec.module_path.split(".")[0] for logical_id, spec in template_functions().items()}
+
+FLOOR = """
+import sys
+sys.path[:0] = [sys.argv[1]]
+import boto3
+boto3.client("dynamodb").get_item(TableName=sys.argv[2], Key={"pk": {"S": "floor"}})
+"""
+
+COLD = """
+import json, sys
+sys.path[:0] = json.loads(sys.argv[1])
+import importlib
+handler = importlib.import_module(sys.argv[2]).handler
+class Context:
+    function_name = "bench"; function_version = "$LATEST"; memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "bench"; log_group_name = "bench"; log_stream_name = "bench"
+    def get_remaining_time_in_millis(self): return 20000
+result = handler(json.load(open(sys.argv[3])), Context())
+assert isinstance(result, dict), result
+print("IMPORTED " + json.dumps(sorted(name for name in sys.argv[4].split(",") if name in sys.modules)))
+"""
+
+# Modules worth knowing about when they are on a function's cold path.
+WATCHED_MODULES = ("pydantic", "httpx", "twilio.rest", "twilio.twiml", "aws_lambda_powertools.logging")
+
+REFERENCE = """
+import os, sys
+sys.path[:0] = [sys.argv[1]]
+os.environ["TAC_ANALYTICS_DISABLED"] = "true"
+import tac.tools.handoff
+try:
+    import tac.server
+except ImportError:
+    pass
+"""
+
+
+class Bench:
+    def __init__(self, workdir: Path, runtime: Path, python: str = sys.executable) -> None:
+        from moto.server import ThreadedMotoServer
+
+        from devtools.fakes.connections import ConnectionsEndpoint
+        from devtools.fakes.studio_recorder import StudioRecorder
+        from devtools.local.stack import free_port
+
+        self.workdir = workdir
+        self.runtime = runtime  # boto3, as the Lambda runtime provides it
+        self.python = python  # the interpreter the functions' cold starts run under
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+        port = free_port()
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.moto.start()
+        self.studio = StudioRecorder(username=sample.ACCOUNT_SID, password=sample.AUTH_TOKEN).start()
+        self.connections = ConnectionsEndpoint().start()
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TWILIO_", "PYTHON"))},
+            **sample.environment(),
+            **sample.FAKE_AWS,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "STUDIO_BASE_URL": self.studio.base_url,
+            "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": self.connections.url,
+            "RELAY_WEBSOCKET_URL": "wss://bench.execute-api.us-east-1.amazonaws.com/live",
+            "POWERTOOLS_LOG_LEVEL": "ERROR",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        }
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("AWS_")})
+        import boto3
+
+        from devtools.template import create_queue, create_table
+
+        self.dynamodb = boto3.client("dynamodb")
+        create_table(self.dynamodb, "SessionsTable", sample.TABLE_NAME)
+        self.env["DEAD_LETTER_QUEUE_URL"] = create_queue(boto3.client("sqs"), "DispatchDeadLetterQueue", "bench-dlq")
+
+    def close(self) -> None:
+        self.connections.stop()
+        self.studio.stop()
+        self.moto.stop()
+
+    # -- events: fresh ids each time, so no run is a duplicate of another ---------------
+
+    def event(self, logical_id: str) -> dict[str, Any]:
+        from devtools.samples.events import action_params, call_params, http_api_event, sms_params, ws_message_event
+
+        token = sample.AUTH_TOKEN
+        if logical_id == "InboundSmsFunction":
+            customer = f"+1415{uuid.uuid4().int % 10**7:07d}"
+            params = sms_params(account_sid=sample.ACCOUNT_SID, body="What are your opening hours?", customer=customer)
+            return http_api_event("/sms", params, auth_token=token)
+        if logical_id == "IncomingCallFunction":
+            params = call_params(
+                account_sid=sample.ACCOUNT_SID,
+                call_sid="CA" + uuid.uuid4().hex,
+                caller=sample.CUSTOMER_NUMBER,
+                agent=sample.AGENT_NUMBER,
+            )
+            return http_api_event("/voice", params, auth_token=token)
+        if logical_id == "VoiceActionFunction":
+            params = action_params(
+                account_sid=sample.ACCOUNT_SID,
+                call_sid="CA" + uuid.uuid4().hex,
+                caller=sample.CUSTOMER_NUMBER,
+                agent=sample.AGENT_NUMBER,
+                session_status="completed",
+            )
+            return http_api_event("/voice/action", params, auth_token=token)
+        if logical_id == "VoiceRelayFunction":
+            connection_id = self.bound_connection()
+            prompt = {"type": "prompt", "voicePrompt": "What are your opening hours?", "lang": "en-US", "last": True}
+            return ws_message_event(connection_id, json.dumps(prompt))
+        if logical_id == "HandoffDispatchFunction":
+            return self.handoff_record()
+        if logical_id == "HandoffReleaseFunction":
+            from devtools.samples.make_events import _release
+
+            return _release()
+        raise KeyError(logical_id)
+
+    def bound_connection(self) -> str:
+        """A call whose setup has been handled: the state a prompt finds."""
+        from agent_handoff.storage.call_store import CallStore
+
+        connection_id, call_sid = uuid.uuid4().hex[:12] + "=", "CA" + uuid.uuid4().hex
+        CallStore(self.dynamodb, sample.TABLE_NAME).bind_connection(
+            call_sid=call_sid,
+            connection_id=connection_id,
+            session_id="VX1",
+            caller=sample.CUSTOMER_NUMBER,
+            agent_number=sample.AGENT_NUMBER,
+            account_sid=sample.ACCOUNT_SID,
+            conversation_id="conv_bench",
+            now=int(time.time()),
+        )
+        return connection_id
+
+    def handoff_record(self) -> dict[str, Any]:
+        from devtools.samples.make_events import _dispatch_stream
+
+        event = _dispatch_stream()
+        record = event["Records"][0]["dynamodb"]
+        handoff_id = "bench-" + uuid.uuid4().hex
+        record["NewImage"]["pk"] = {"S": f"HANDOFF#{handoff_id}"}
+        record["NewImage"]["handoffId"] = {"S": handoff_id}
+        record["NewImage"]["to"] = {"S": f"+1415{uuid.uuid4().int % 10**7:07d}"}
+        self.dynamodb.put_item(TableName=sample.TABLE_NAME, Item=record["NewImage"])
+        return event
+
+    # -- measurements -------------------------------------------------------------------
+
+    def _run(self, python: str, code: str, *args: str) -> tuple[float, str]:
+        """Seconds a fresh interpreter took, and what it printed."""
+        started = time.perf_counter()
+        result = subprocess.run(
+            [python, "-I", "-S", "-B", "-c", code, *args], env=self.env, capture_output=True, text=True
+        )
+        seconds = time.perf_counter() - started
+        if result.returncode != 0:
+            raise RuntimeError(f"a cold-start process failed:\n{result.stderr[-2000:]}")
+        return seconds, result.stdout
+
+    def floor(self, python: str) -> float:
+        return self._run(python, FLOOR, str(self.runtime), sample.TABLE_NAME)[0]
+
+    def cold_start(self, logical_id: str, build: Build, pairs: int) -> ColdStart:
+        """Medians over interleaved pairs of (floor, function) processes."""
+        paths = json.dumps([str(p) for p in (*build.path_for(logical_id), self.runtime)])
+        module = f"{FUNCTION_DIRS[logical_id]}.app"
+        ratios, own, floor = [], [], []
+        imported: list[str] = []
+        for _ in range(pairs):
+            path = self.workdir / f"{logical_id}.json"
+            path.write_text(json.dumps(self.event(logical_id)))
+            floor_seconds = self.floor(self.python)
+            seconds, printed = self._run(self.python, COLD, paths, module, str(path), ",".join(WATCHED_MODULES))
+            imported = json.loads(printed.rsplit("IMPORTED ", 1)[1])
+            ratios.append(seconds / floor_seconds)
+            own.append(seconds)
+            floor.append(floor_seconds)
+        return ColdStart(statistics.median(ratios), statistics.median(own), statistics.median(floor), imported)
+
+    def reference(self, pairs: int) -> float:
+        """The reference as pip installed it for the dev venv (compiled), beside the floor run by the same Python."""
+        site_packages = str(Path(importlib.util.find_spec("tac").origin).parents[1])
+        ratios = []
+        for _ in range(pairs):
+            floor_seconds = self.floor(sys.executable)
+            ratios.append(self._run(sys.executable, REFERENCE, site_packages)[0] / floor_seconds)
+        return statistics.median(ratios)
+
+    def warm(self, logical_id: str, invocations: int) -> tuple[dict[str, int], float, float]:
+        """AWS calls of one request (by operation, @connections posts included), then warm p50 and p99 in seconds."""
+        from agent_handoff import wiring
+        from devtools.local.lambdas import LambdaContext, load_function
+
+        os.environ.update(self.env)
+        wiring.reset()
+        counter = AwsCallCounter()
+        handler = load_function(FUNCTION_DIRS[logical_id]).handler
+        handler(self.event(logical_id), LambdaContext())  # cold: create clients, read settings
+        with counter.counting() as calls:
+            handler(self.event(logical_id), LambdaContext())
+        timings = []
+        for _ in range(invocations):
+            event = self.event(logical_id)
+            started = time.perf_counter()
+            handler(event, LambdaContext())
+            timings.append(time.perf_counter() - started)
+        timings.sort()
+        return calls, timings[len(timings) // 2], timings[min(len(timings) - 1, int(len(timings) * 0.99))]
+
+
+class AwsCallCounter:
+    """Counts AWS requests by operation (DynamoDB, SQS, @connections posts alike) while counting.
+
+    Create it before the handler's clients: each boto3 client copies the default session's
+    event handlers when it is made, so one handler there sees every request.
+    """
+
+    def __init__(self) -> None:
+        import boto3
+
+        boto3.setup_default_session()
+        self._calls: dict[str, int] | None = None
+        boto3.DEFAULT_SESSION.events.register("before-send", self._count)
+
+    def _count(self, event_name: str, **_: Any) -> None:
+        if self._calls is not None:
+            operation = event_name.split(".")[2]
+            self._calls[operation] = self._calls.get(operation, 0) + 1
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[dict[str, int]]:
+        self._calls = calls = {}
+        try:
+            yield calls
+        finally:
+            self._calls = None
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    ratio: float  # median of function / floor over interleaved pairs
+    seconds: float
+    floor_seconds: float
+    imported: list[str]  # which WATCHED_MODULES the function imported
+
+
+def deployment_sizes(workdir: Path, bytecode_python: str | None) -> dict[str, tuple[int, int]]:
+    """(zipped, unzipped) bytes of each function plus both layers, built for arm64 as sam build does."""
+    built = deployment.build(workdir, arch="aarch64", python_version=RUNTIME_VERSION, bytecode_python=bytecode_python)
+    layers = [_sizes(layer.parent) for layer in built.layers]
+    sizes = {}
+    for logical_id, directory in built.functions.items():
+        own = _sizes(directory)
+        sizes[logical_id] = (own[0] + sum(z for z, _ in layers), own[1] + sum(u for _, u in layers))
+    return sizes
+
+
+def _sizes(directory: Path) -> tuple[int, int]:
+    buffer = io.BytesIO()
+    unzipped = 0
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(directory))
+                unzipped += path.stat().st_size
+    return len(buffer.getvalue()), unzipped
+
+
+@dataclass(frozen=True)
+class VoiceTurn:
+    first_frame: float  # median seconds from the prompt to the first text frame
+    last_frame: float
+    frames: int  # post_to_connection calls per reply (median)
+    dynamodb_calls: int  # per prompt (median)
+
+
+def voice_turn(bench: Bench, repeats: int, provider_env: dict[str, str] | None = None) -> VoiceTurn:
+    from agent_handoff import wiring
+    from devtools.local.lambdas import LambdaContext, load_function
+
+    os.environ.update({**bench.env, **(provider_env or {})})
+    wiring.reset()
+    counter = AwsCallCounter()
+    relay = load_function("voice_relay").handler
+    first, last, frames, dynamodb = [], [], [], []
+    try:
+        for _ in range(repeats):
+            event = bench.event("VoiceRelayFunction")
+            arrived: list[float] = []
+            bench.connections.on_frame = lambda cid, data, arrived=arrived: arrived.append(time.perf_counter()) or True
+            with counter.counting() as calls:
+                started = time.perf_counter()
+                relay(event, LambdaContext())
+            bench.connections.on_frame = None
+            first.append(arrived[0] - started)
+            last.append(arrived[-1] - started)
+            frames.append(len(arrived))
+            dynamodb.append(sum(n for op, n in calls.items() if op != "PostToConnection"))
+    finally:
+        for name in provider_env or {}:
+            os.environ.pop(name, None)
+    return VoiceTurn(
+        statistics.median(first),
+        statistics.median(last),
+        int(statistics.median(frames)),
+        int(statistics.median(dynamodb)),
+    )
+
+
+RUNTIME_VERSION = "3.13"  # the template's Runtime: python3.13
+
+# The budgets of issue #7, checked at the end of every run.
+COLD_START_BUDGET = 1.3  # x the floor
+SMS_TURN_AWS_CALLS = 3
+VOICE_PROMPT_DYNAMODB_CALLS = 3  # plus one post per clause
+ZIPPED_MB_BUDGET = 15.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=11, help="interleaved cold-start pairs per function")
+    parser.add_argument("--invocations", type=int, default=300, help="warm invocations per function")
+    parser.add_argument("--skip-size", action="store_true", help="do not build the arm64 bundle to size it")
+    parser.add_argument(
+        "--runtime-python",
+        default=os.environ.get("PYC_PYTHON") or deployment.runtime_python(RUNTIME_VERSION),
+        help="the Python 3.13 to run cold starts under and compile the bundle with "
+        "(default: PYC_PYTHON, python3.13 on PATH, or pyenv's; else this Python, with a note)",
+    )
+    args = parser.parse_args(argv)
+    if args.runtime_python and deployment.python_version(args.runtime_python) != RUNTIME_VERSION:
+        parser.error(f"--runtime-python {args.runtime_python} is not a working Python {RUNTIME_VERSION}")
+    cold_python = args.runtime_python or sys.executable
+    version = deployment.python_version(cold_python)
+    missed: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        print("building the bundle for this machine, with and without bytecode ...", flush=True)
+        arch = deployment.host_arch()
+        shipped = deployment.build(workdir / "shipped", arch=arch, python_version=version, bytecode_python=cold_python)
+        bare = deployment.build(workdir / "bare", arch=arch, python_version=version, bytecode_python=None)
+        bench = Bench(workdir, deployment.install_runtime(workdir, also_compiled_by=cold_python), cold_python)
+        runs_under = f"cold starts run under Python {version} ({cold_python})"
+        if version != RUNTIME_VERSION:
+            runs_under += f", not the runtime's {RUNTIME_VERSION}: none found (set PYC_PYTHON)"
+        print(runs_under)
+        try:
+            # Every cold start first, while moto's tables are small: the warm loops fill them, and a
+            # big heap in the server makes its requests slower for whichever function comes last.
+            print("measuring cold starts (the floor and each function in turn) ...", flush=True)
+            colds = {
+                logical_id: (
+                    bench.cold_start(logical_id, shipped, args.pairs),
+                    bench.cold_start(logical_id, bare, args.pairs),
+                )
+                for logical_id in FUNCTION_DIRS
+            }
+            reference = bench.reference(args.pairs)
+            print(
+                f"\n{'function':24} {'cold/floor':>10} {'no pyc':>7} {'cold ms':>8} {'floor ms':>8} "
+                f"{'warm p50':>8} {'p99 ms':>7}  AWS calls per request; heavy imports"
+            )
+            calls_of = {}
+            for logical_id, (cold, without) in colds.items():
+                calls, p50, p99 = bench.warm(logical_id, args.invocations)
+                calls_of[logical_id] = calls
+                summary = ", ".join(f"{op} {n}" for op, n in sorted(calls.items())) or "-"
+                print(
+                    f"{logical_id:24} {cold.ratio:10.2f} {without.ratio:7.2f} {cold.seconds * 1000:8.0f} "
+                    f"{cold.floor_seconds * 1000:8.0f} {p50 * 1000:8.1f} {p99 * 1000:7.1f}  "
+                    f"{summary}; {', '.join(cold.imported) or 'none'}",
+                    flush=True,
+                )
+                if cold.ratio > COLD_START_BUDGET:
+                    missed.append(f"{logical_id} cold start {cold.ratio:.2f}x > {COLD_START_BUDGET}x")
+                if "twilio.rest" in cold.imported:
+                    missed.append(f"{logical_id} imports twilio.rest")
+            print(
+                f"\nreference twilio-agent-connect (import handoff tool + server): "
+                f"{reference:.2f} x the floor (both under this Python, which has it installed)"
+            )
+            sms_calls = sum(calls_of["InboundSmsFunction"].values())
+            if sms_calls > SMS_TURN_AWS_CALLS:
+                missed.append(f"an SMS turn makes {sms_calls} AWS calls > {SMS_TURN_AWS_CALLS}")
+
+            from agent_handoff.voice.speech import clauses
+            from devtools.fakes.llm import DEFAULT_REPLY, StreamingLlmFake
+
+            rules = voice_turn(bench, 20)
+            print(
+                f"\nvoice, rules agent: prompt -> first text frame {rules.first_frame * 1000:.1f} ms, "
+                f"-> last {rules.last_frame * 1000:.1f} ms; {rules.frames} post(s), "
+                f"{rules.dynamodb_calls} DynamoDB call(s) per prompt"
+            )
+            fake = StreamingLlmFake()
+            try:
+                env = {"LLM_PROVIDER": "openai", "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "bench"}
+                streamed = voice_turn(bench, 10, env)
+            finally:
+                fake.stop()
+            spoken = len(clauses(DEFAULT_REPLY))
+            print(
+                f"voice, streaming LLM fake ({len(fake.chunks)} chunks, {fake.delay * 1000:.0f} ms apart): "
+                f"prompt -> first text frame {streamed.first_frame * 1000:.1f} ms, "
+                f"-> last {streamed.last_frame * 1000:.1f} ms; {streamed.frames} post(s) for a reply of "
+                f"{spoken} clause(s), {streamed.dynamodb_calls} DynamoDB call(s) per prompt"
+            )
+            if rules.dynamodb_calls > VOICE_PROMPT_DYNAMODB_CALLS:
+                missed.append(
+                    f"a voice prompt makes {rules.dynamodb_calls} DynamoDB calls > {VOICE_PROMPT_DYNAMODB_CALLS}"
+                )
+            if streamed.frames > spoken:
+                missed.append(f"{streamed.frames} posts for {spoken} clauses")
+        finally:
+            bench.close()
+        if not args.skip_size:
+            bytecode = (
+                f"bytecode by {args.runtime_python}" if args.runtime_python else "no bytecode: no Python 3.13 found"
+            )
+            print(f"\ndeployment size, function + layers, arm64, Python 3.13 ({bytecode}):")
+            for logical_id, (zipped, unzipped) in deployment_sizes(workdir / "arm64", args.runtime_python).items():
+                print(f"  {logical_id:26} {zipped / 1e6:6.1f} MB zipped  {unzipped / 1e6:6.1f} MB unzipped")
+                if zipped / 1e6 >= ZIPPED_MB_BUDGET:
+                    missed.append(f"{logical_id} is {zipped / 1e6:.1f} MB zipped")
+    print("\nbudgets: " + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Lambda's DynamoDB Streams event source mapping, as a loop over moto's stream.
+
+It keeps the template's settings: FilterCriteria, BatchSize, partial batch responses (the
+failed record and everything after it on the shard is retried), MaximumRetryAttempts, and
+the OnFailure destination, which gets a record of the batch that could not be processed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from devtools.local.lambdas import LambdaContext
+from devtools.local.streams import StreamReader, filter_patterns, lambda_event, matches
+
+log = logging.getLogger("devtools.local.event_sources")
+
+
+class StreamPoller:
+    def __init__(
+        self,
+        *,
+        function: str,
+        handler: Callable[[dict, Any], Any],
+        streams_client: Any,
+        stream_arn: str,
+        properties: dict[str, Any],
+        on_failure: Callable[[dict[str, Any]], None] | None = None,
+        interval: float = 0.25,
+    ) -> None:
+        self._function = function
+        self._handler = handler
+        self._reader = StreamReader(streams_client, stream_arn)
+        self._arn = stream_arn
+        self._patterns = filter_patterns(properties)
+        self._batch_size = int(properties.get("BatchSize", 100))
+        self._max_retries = int(properties.get("MaximumRetryAttempts", -1))
+        self._on_failure = on_failure
+        self._interval = interval
+        self._pending: list[dict[str, Any]] = []
+        self._attempts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"stream-{function}", daemon=True)
+        self.delivered = 0
+
+    def start(self) -> StreamPoller:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("stream poll for %s failed", self._function)
+            self._stop.wait(self._interval)
+
+    def poll_once(self) -> None:
+        self._pending += [
+            r for r in self._reader.poll() if not self._patterns or any(matches(p, r) for p in self._patterns)
+        ]
+        while self._pending and not self._stop.is_set():
+            batch = self._pending[: self._batch_size]
+            failed_from = self._invoke(batch)
+            if failed_from is None:
+                self._pending = self._pending[len(batch) :]
+                self.delivered += len(batch)
+                self._attempts = 0
+                continue
+            self._attempts += 1
+            if 0 <= self._max_retries < self._attempts:
+                self._give_up(batch[failed_from:])
+                self._pending = self._pending[len(batch) :]
+                self._attempts = 0
+                continue
+            # Retry from the first failed record on, as Lambda does for stream sources.
+            self._pending = self._pending[failed_from:]
+            return
+
+    def _invoke(self, batch: list[dict[str, Any]]) -> int | None:
+        try:
+            result = self._handler(lambda_event(batch, self._arn), LambdaContext(function_name=self._function))
+        except Exception:
+            log.exception("%s raised; the whole batch is retried", self._function)
+            return 0
+        failures = (result or {}).get("batchItemFailures") or []
+        if not failures:
+            return None
+        sequences = [r["dynamodb"]["SequenceNumber"] for r in batch]
+        failed = {f["itemIdentifier"] for f in failures}
+        return min(i for i, seq in enumerate(sequences) if seq in failed)
+
+    def _give_up(self, records: list[dict[str, Any]]) -> None:
+        log.error("%s: %d record(s) out of retries, sent to the failure destination", self._function, len(records))
+        if self._on_failure is not None:
+            self._on_failure(
+                {
+                    "requestContext": {"functionArn": self._function, "condition": "RetryAttemptsExhausted"},
+                    "DDBStreamBatchInfo": {
+                        "streamArn": self._arn,
+                        "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
+                        "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
+                        "batchSize": len(records),
+                    },
+                    "records": json.loads(json.dumps(lambda_event(records, self._arn)["Records"], default=str)),
+                }
+            )

@@ -1,0 +1,328 @@
+"""The whole bundle on this machine, without Docker or an AWS account: `make local`.
+
+It reads template.yaml and starts, on loopback:
+- moto's server as AWS, with every DynamoDB table and SQS queue the template declares;
+- one gateway port for the HTTP API routes, the WebSocket API and its @connections endpoint;
+- the DynamoDB Streams triggers, with the template's batch, filter and retry settings;
+- a Studio recorder standing in for the Executions API (shows what it received at its URL).
+
+Credentials: with TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in your environment, webhooks are
+verified with your real token and handoffs go to the real Studio (set TWILIO_PHONE_NUMBER and
+TWILIO_STUDIO_HANDOFF_FLOW_SID too); otherwise the sample credentials of events/env.json are
+used, which the simulators sign with. LLM_PROVIDER and its variables pass through as well.
+Behind a tunnel, set PUBLIC_BASE_URL=https://<tunnel> (and RELAY_WEBSOCKET_URL=wss://<tunnel>/relay).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from devtools.samples import sample
+
+# Variables the product reads that a developer may set to leave the local defaults.
+PASS_THROUGH = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_KEY",
+    "TWILIO_API_SECRET",
+    "TWILIO_PHONE_NUMBER",
+    "TWILIO_STUDIO_HANDOFF_FLOW_SID",
+    "TWILIO_TASKROUTER_WORKFLOW_SID",
+    "HANDOFF_ATTRIBUTES",
+    "TWILIO_MEMORY_STORE_ID",
+    "STUDIO_BASE_URL",
+    "PUBLIC_BASE_URL",
+    "RELAY_WEBSOCKET_URL",
+    "LLM_PROVIDER",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_MODEL",
+    "BEDROCK_MODEL_ID",
+    "LLM_TIMEOUT_SECONDS",
+    "AGENT_SYSTEM_PROMPT",
+    "HANDOFF_HOLD_SECONDS",
+    "HANDOFF_HOLD_MESSAGE",
+    "VOICE_WELCOME_GREETING",
+    "VOICE_LANGUAGE",
+    "VOICE_TTS_VOICE",
+)
+# The gateway lists the Studio recorder's executions here, for the simulators.
+STUDIO_PATH = "/_local/studio-executions"
+HANDOFFS_PATH = "/_local/handoffs"
+
+
+def serialized_moto_server(host: str, port: int) -> Any:
+    """moto's server, one request at a time.
+
+    moto's backends do not lock: two concurrent conditional writes to one item can both
+    succeed, which DynamoDB never allows. Handling requests one after another restores the
+    atomicity the product relies on (connections are still accepted concurrently).
+    """
+    from moto.moto_server.threaded_moto_server import MotoRequestHandler, ThreadedMotoServer
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    class SerializedMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:  # moto offers no hook for this; the override is small
+            app = DomainDispatcherApplication(create_backend_app)
+            lock = threading.Lock()
+
+            def one_at_a_time(environ: dict, start_response: Any) -> list[bytes]:
+                with lock:
+                    return list(app(environ, start_response))
+
+            self._server = make_server(
+                self._ip_address, self._port, one_at_a_time, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return SerializedMotoServer(ip_address=host, port=port, verbose=False)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class LocalStack:
+    host: str = "127.0.0.1"
+    port: int = 0
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    log_level: str = "INFO"
+    _stoppers: list[Any] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    real_twilio: bool = False
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        # Everything below changes this process's environment; stop() puts it back.
+        saved = dict(os.environ)
+        self._stoppers.append(lambda: (os.environ.clear(), os.environ.update(saved)))
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+
+        aws_port = free_port(self.host)
+        moto = serialized_moto_server(self.host, aws_port)
+        moto.start()
+        self._stoppers.append(moto.stop)
+        self.aws_url = f"http://{self.host}:{aws_port}"
+        os.environ.update(sample.FAKE_AWS)
+        os.environ["AWS_ENDPOINT_URL"] = self.aws_url
+        os.environ.pop("AWS_PROFILE", None)
+
+        physical = self._create_resources()
+        self.real_twilio = bool(self.environ.get("TWILIO_ACCOUNT_SID") and self.environ.get("TWILIO_AUTH_TOKEN"))
+        username = self.environ["TWILIO_ACCOUNT_SID"] if self.real_twilio else sample.ACCOUNT_SID
+        password = self.environ["TWILIO_AUTH_TOKEN"] if self.real_twilio else sample.AUTH_TOKEN
+        from devtools.fakes.studio_recorder import StudioRecorder
+
+        self.studio = StudioRecorder(username=username, password=password, host=self.host).start()
+        self._stoppers.append(self.studio.stop)
+
+        from devtools import template_functions as tf
+        from devtools.local.gateway import Gateway
+
+        specs = tf.functions()
+        handlers: dict[str, Any] = {}
+        gateway_port = self.port or free_port(self.host)
+        self.url = f"http://{self.host}:{gateway_port}"
+        self.env = self._environment(specs, physical, gateway_port)
+        os.environ.update(self.env)
+        from agent_handoff import wiring
+
+        wiring.reset()
+        for logical_id, spec in specs.items():
+            handlers[logical_id] = spec.load()
+        http = {(r.method, r.path): (r.function, handlers[r.function]) for r in tf.http_routes()}
+        ws = {key: (fn, handlers[fn]) for key, fn in tf.websocket_routes().items()}
+        extra = {STUDIO_PATH: lambda: [vars(r) for r in self.studio.requests], HANDOFFS_PATH: self.handoffs}
+        self.gateway = Gateway(http, ws, host=self.host, port=gateway_port, extra_get=extra).start()
+        self._stoppers.append(wiring.reset)
+        self._stoppers.append(self.gateway.stop)
+        self._start_triggers(specs, handlers, physical)
+
+    def _create_resources(self) -> dict[str, str]:
+        import boto3
+
+        from devtools.template import create_queue, create_table, load_template
+
+        physical: dict[str, str] = {}
+        self._table_streams: dict[str, str] = {}
+        # moto's backends live in this process: a second stack here must not meet the first one's tables.
+        prefix = f"local-{uuid.uuid4().hex[:6]}"
+        for logical_id, resource in load_template()["Resources"].items():
+            if resource["Type"] == "AWS::DynamoDB::Table":
+                name = f"{prefix}-{logical_id}"
+                description = create_table(boto3.client("dynamodb"), logical_id, name)
+                physical[logical_id] = name
+                if description.get("LatestStreamArn"):
+                    self._table_streams[logical_id] = description["LatestStreamArn"]
+            elif resource["Type"] == "AWS::SQS::Queue":
+                physical[logical_id] = create_queue(boto3.client("sqs"), logical_id, f"{prefix}-{logical_id}")
+            else:
+                physical[logical_id] = f"local-{logical_id}"
+        self.physical = physical
+        return physical
+
+    def _environment(self, specs: dict, physical: dict[str, str], gateway_port: int) -> dict[str, str]:
+        from devtools.template_functions import Resolver
+
+        parameters = {"TwilioPhoneNumber": sample.AGENT_NUMBER, "StudioHandoffFlowSid": sample.FLOW_SID}
+        resolver = Resolver({**physical, "TwilioSecret": ""}, parameters)
+        env: dict[str, str] = {}
+        for spec in specs.values():
+            for name, node in spec.environment.items():
+                env[name] = resolver.value(node)
+        base = f"http://{self.host}:{gateway_port}"
+        env.update(
+            TWILIO_SECRET_ARN="",
+            TWILIO_ACCOUNT_SID=sample.ACCOUNT_SID,
+            TWILIO_AUTH_TOKEN=sample.AUTH_TOKEN,
+            STUDIO_BASE_URL=self.studio.base_url,
+            PUBLIC_BASE_URL=base,
+            RELAY_WEBSOCKET_URL=f"ws://{self.host}:{gateway_port}/relay",
+            AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI=base,
+            POWERTOOLS_LOG_LEVEL=self.log_level,
+            # moto answers one request at a time and copies its tables on each transaction:
+            # under load it is far slower than DynamoDB, so the local stack waits longer for it.
+            AWS_CLIENT_READ_TIMEOUT_SECONDS="60",
+            POWERTOOLS_TRACE_DISABLED="true",
+            POWERTOOLS_METRICS_DISABLED="true",
+        )
+        for name in PASS_THROUGH:
+            if self.environ.get(name):
+                env[name] = self.environ[name]
+        if self.real_twilio and not self.environ.get("STUDIO_BASE_URL"):
+            env.pop("STUDIO_BASE_URL")
+            os.environ.pop("STUDIO_BASE_URL", None)
+        return env
+
+    def _start_triggers(self, specs: dict, handlers: dict[str, Any], physical: dict[str, str]) -> None:
+        import boto3
+
+        from devtools.local.event_sources import StreamPoller
+        from devtools.template_functions import stream_triggers
+
+        self.pollers = []
+        for trigger in stream_triggers():
+            destination = ((trigger.properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
+                "Destination"
+            )
+            queue_url = physical.get(destination["Fn::GetAtt"][0]) if isinstance(destination, dict) else None
+
+            def on_failure(record: dict[str, Any], queue_url: str | None = queue_url) -> None:
+                if queue_url:
+                    boto3.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(record))
+
+            poller = StreamPoller(
+                function=trigger.function,
+                handler=handlers[trigger.function],
+                streams_client=boto3.client("dynamodbstreams"),
+                stream_arn=self._table_streams[trigger.table],
+                properties=trigger.properties,
+                on_failure=on_failure,
+            ).start()
+            self.pollers.append(poller)
+            self._stoppers.append(poller.stop)
+
+    def handoffs(self) -> list[dict[str, Any]]:
+        """Every handoff record in the sessions table, for the simulators and the curious."""
+        import boto3
+
+        from agent_handoff.storage.dynamo import plain_item
+
+        rows = []
+        for table in self._table_streams:
+            pages = (
+                boto3.client("dynamodb")
+                .get_paginator("scan")
+                .paginate(
+                    TableName=self.physical[table],
+                    FilterExpression="kind = :handoff",
+                    ExpressionAttributeValues={":handoff": {"S": "handoff"}},
+                )
+            )
+            rows += [plain_item(item) for page in pages for item in page["Items"]]
+        return rows
+
+    def stop(self) -> None:
+        while self._stoppers:
+            stopper = self._stoppers.pop()
+            try:
+                stopper()
+            except Exception:
+                logging.getLogger(__name__).exception("stopping %s failed", stopper)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def banner(self) -> str:
+        public = self.env.get("PUBLIC_BASE_URL", self.url)
+        lines = [
+            "Local stack running (Ctrl-C stops it).",
+            "",
+            "Paste into Twilio (through a tunnel to this port):",
+            f"  Messaging webhook  POST {public}/sms",
+            f"  Voice webhook      POST {public}/voice",
+            f"  ConversationRelay  {self.env['RELAY_WEBSOCKET_URL']}   (the TwiML from /voice names it)",
+            "",
+            f"Gateway:          {self.url}",
+            f"AWS (moto):       {self.aws_url}   tables and queues from template.yaml",
+            f"Studio recorder:  {self.studio.base_url}/   (GET lists the executions it received)"
+            if not self.real_twilio or "STUDIO_BASE_URL" in self.env
+            else "Studio:           the real Executions API (your credentials)",
+            f"Credentials:      {'your TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN' if self.real_twilio else 'the samples of events/env.json'}",
+            f"LLM provider:     {self.env.get('LLM_PROVIDER', 'rules')}",
+            "",
+            "Try it from another terminal:",
+            f"  make sms URL={self.url}",
+            f"  make call URL={self.url}",
+        ]
+        return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", "3000")))
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stack = LocalStack(host=args.host, port=args.port, log_level=args.log_level).start()
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    print(stack.banner(), flush=True)
+    try:
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        print("\nStopping the local stack...", file=sys.stderr, flush=True)
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""Point a Twilio number at a deployed stack: `make configure STACK=... NUMBER=+1...`.
+
+    python -m devtools.ops.configure --stack ai-handoff --phone-number +14155550199 --dry-run
+    python -m devtools.ops.configure --stack ai-handoff --phone-number +14155550199
+    python -m devtools.ops.configure --stack ai-handoff --phone-number +14155550199 --voice-flow FW...
+
+It reads the stack's outputs from CloudFormation and sets the number's Messaging webhook to
+SmsWebhookUrl, and its Voice webhook to VoiceWebhookUrl (or, with --voice-flow, to the Studio
+Flow whose TwiML Redirect widget hands callers to the agent), both HTTP POST. Credentials come
+from TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN (or TWILIO_API_KEY / TWILIO_API_SECRET), else from
+the stack's secret. --dry-run prints the change and makes none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+FLOW_SID = re.compile(r"^FW[0-9a-fA-F]{32}$")
+
+
+class ConfigureError(RuntimeError):
+    """Something the operator must fix; the message says what."""
+
+
+@dataclass(frozen=True)
+class Change:
+    field: str
+    before: str
+    after: str
+
+
+def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except Exception as exc:
+        raise ConfigureError(f"cannot read stack {stack_name!r}: {exc}") from None
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+def credentials(environ: dict[str, str], secrets: Any, outputs: dict[str, str]) -> tuple[str, str, str]:
+    """(account SID, username, password) for the REST API."""
+    account = environ.get("TWILIO_ACCOUNT_SID", "")
+    if account and environ.get("TWILIO_API_KEY") and environ.get("TWILIO_API_SECRET"):
+        return account, environ["TWILIO_API_KEY"], environ["TWILIO_API_SECRET"]
+    if account and environ.get("TWILIO_AUTH_TOKEN"):
+        return account, account, environ["TWILIO_AUTH_TOKEN"]
+    secret_arn = outputs.get("TwilioSecretArn")
+    if not secret_arn:
+        raise ConfigureError("no Twilio credentials: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+    value = json.loads(secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
+    if not value.get("TWILIO_ACCOUNT_SID") or not value.get("TWILIO_AUTH_TOKEN"):
+        raise ConfigureError(f"the stack's secret {secret_arn} has no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN yet")
+    return value["TWILIO_ACCOUNT_SID"], value["TWILIO_ACCOUNT_SID"], value["TWILIO_AUTH_TOKEN"]
+
+
+def configure(
+    *,
+    client: Any,
+    account_sid: str,
+    outputs: dict[str, str],
+    phone_number: str,
+    voice_flow_sid: str | None,
+    dry_run: bool,
+    out: TextIO,
+) -> list[Change]:
+    if not E164.match(phone_number):
+        raise ConfigureError(f"--phone-number must be E.164, like +14155550199 (got {phone_number!r})")
+    if voice_flow_sid and not FLOW_SID.match(voice_flow_sid):
+        raise ConfigureError("--voice-flow must be a Studio Flow SID (FW followed by 32 hex characters)")
+    missing = [name for name in ("SmsWebhookUrl", "VoiceWebhookUrl") if name not in outputs]
+    if missing:
+        raise ConfigureError(f"the stack has no output(s) {', '.join(missing)}: is it this product's stack?")
+    numbers = client.incoming_phone_numbers.list(phone_number=phone_number, limit=2)
+    if not numbers:
+        raise ConfigureError(f"{phone_number} is not a number of account {account_sid}")
+    number = numbers[0]
+    voice_url = (
+        f"https://webhooks.twilio.com/v1/Accounts/{account_sid}/Flows/{voice_flow_sid}"
+        if voice_flow_sid
+        else outputs["VoiceWebhookUrl"]
+    )
+    wanted = {"sms_url": outputs["SmsWebhookUrl"], "sms_method": "POST", "voice_url": voice_url, "voice_method": "POST"}
+    changes = [Change(k, str(getattr(number, k) or ""), v) for k, v in wanted.items() if getattr(number, k) != v]
+    for change in changes:
+        out.write(f"  {change.field}: {change.before or '(none)'} -> {change.after}\n")
+    if not changes:
+        out.write(f"{phone_number} already points at the stack.\n")
+    elif dry_run:
+        out.write(f"dry run: {phone_number} ({number.sid}) was not changed.\n")
+    else:
+        client.incoming_phone_numbers(number.sid).update(**{c.field: c.after for c in changes})
+        out.write(f"{phone_number} ({number.sid}) updated.\n")
+    if outputs.get("VoiceActionUrl"):
+        out.write(f"ConversationRelay: {outputs.get('RelayWebSocketUrl', '?')}, action {outputs['VoiceActionUrl']}\n")
+    return changes
+
+
+def main(argv: list[str] | None = None, *, http_client: Any = None, out: TextIO = sys.stdout) -> int:
+    import boto3
+    from twilio.rest import Client  # only this operator tool needs the REST client
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", required=True, help="the deployed stack's name")
+    parser.add_argument("--phone-number", required=True, help="the Twilio number to point at it (E.164)")
+    parser.add_argument("--voice-flow", help="send calls to this Studio Flow (FW...) instead of straight to /voice")
+    parser.add_argument("--dry-run", action="store_true", help="print the change, make none")
+    args = parser.parse_args(argv)
+    try:
+        outputs = stack_outputs(boto3.client("cloudformation"), args.stack)
+        account, username, password = credentials(dict(os.environ), boto3.client("secretsmanager"), outputs)
+        client = Client(username, password, account_sid=account, http_client=http_client)
+        configure(
+            client=client,
+            account_sid=account,
+            outputs=outputs,
+            phone_number=args.phone_number,
+            voice_flow_sid=args.voice_flow,
+            dry_run=args.dry_run,
+            out=out,
+        )
+    except ConfigureError as exc:
+        print(f"configure: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""Redrive the dispatch dead-letter queue once the cause of the failures is fixed: `make redrive`.
+
+    python -m devtools.ops.redrive --stack my-stack [--dry-run]
+    python -m devtools.ops.redrive --queue-url URL --table NAME [--dry-run]
+
+With --stack, the queue and table come from the stack's outputs (DeadLetterQueueUrl,
+SessionsTableName). Uses your AWS credentials; --dry-run lists and changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def stack_outputs(cloudformation, stack_name: str) -> dict[str, str]:
+    stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import boto3
+
+    from agent_handoff.delivery.redrive import Redriver
+    from agent_handoff.storage.session_store import SessionStore
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", help="the deployed stack's name")
+    parser.add_argument("--queue-url", help="the dead-letter queue (instead of --stack)")
+    parser.add_argument("--table", help="the sessions table (instead of --stack)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be redriven; change nothing")
+    args = parser.parse_args(argv)
+    queue_url, table = args.queue_url, args.table
+    if args.stack:
+        outputs = stack_outputs(boto3.client("cloudformation"), args.stack)
+        queue_url, table = queue_url or outputs["DeadLetterQueueUrl"], table or outputs["SessionsTableName"]
+    if not queue_url or not table:
+        parser.error("give --stack, or both --queue-url and --table")
+    report = Redriver(SessionStore(boto3.client("dynamodb"), table), boto3.client("sqs"), queue_url).run(
+        dry_run=args.dry_run
+    )
+    verb = "would redrive" if args.dry_run else "redrove"
+    print(f"{report.messages} dead letter(s) read; {verb} {len(report.redriven)} handoff(s)")
+    for handoff_id in report.redriven:
+        print(f"  {handoff_id}")
+    if report.skipped:
+        print(f"{len(report.skipped)} message(s) were not handoffs and stay in the queue: {', '.join(report.skipped)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The one place that speaks DynamoDB's wire types and error codes.
+
+AWS error codes become the domain's exceptions here: ConcurrentUpdate for a failed
+condition (with the item as it was, when DynamoDB returns it), StoreError for the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from ..errors import ConcurrentUpdate, StoreError
+from .records import Turn
+
+
+# boto3's TypeSerializer would do this too, but importing boto3.dynamodb.types pulls in
+# the resource layer's modules; these four shapes are all the table holds.
+def s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def n(value: int) -> dict[str, str]:
+    return {"N": str(int(value))}
+
+
+def history_attribute(turns: Iterable[Turn]) -> dict[str, Any]:
+    """A conversation's history as a DynamoDB list of {role, text} maps."""
+    return {"L": [{"M": {"role": s(t.role), "text": s(t.text)}} for t in turns]}
+
+
+def history_from(items: Iterable[Mapping[str, str]]) -> tuple[Turn, ...]:
+    return tuple(Turn(role=t["role"], text=t["text"]) for t in items)  # type: ignore[arg-type]
+
+
+def _plain(attr: Mapping[str, Any]) -> Any:
+    ((kind, value),) = attr.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        number = Decimal(value)
+        return int(number) if number == number.to_integral_value() else float(number)
+    if kind == "BOOL":
+        return value
+    if kind == "NULL":
+        return None
+    if kind == "L":
+        return [_plain(v) for v in value]
+    if kind == "M":
+        return {k: _plain(v) for k, v in value.items()}
+    raise StoreError(f"unexpected DynamoDB attribute type {kind}")
+
+
+def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item (or stream image) as plain Python values."""
+    return {name: _plain(attr) for name, attr in item.items()}
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str((response.get("Error") or {}).get("Code", ""))
+
+
+class TransactionCancelled(StoreError):
+    def __init__(self, reasons: list[str | None]) -> None:
+        super().__init__("transaction cancelled")
+        self.reasons = reasons
+
+
+class DynamoTable:
+    """Base of the stores: a low-level client, one table, error mapping."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def _get(self, key: str) -> dict[str, Any] | None:
+        response = self._call("get_item", TableName=self._table, Key={"pk": s(key)}, ConsistentRead=True)
+        item = response.get("Item")
+        return plain_item(item) if item else None
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return getattr(self._client, operation)(**kwargs)
+        except Exception as exc:
+            code = _error_code(exc)
+            if code == "ConditionalCheckFailedException":
+                item = (getattr(exc, "response", None) or {}).get("Item")
+                raise ConcurrentUpdate(f"{operation}: condition failed", item) from None
+            if code == "TransactionCanceledException":
+                reasons = [r.get("Code") for r in (exc.response.get("CancellationReasons") or [])]  # type: ignore[attr-defined]
+                raise TransactionCancelled(reasons) from None
+            if code:
+                raise StoreError(f"DynamoDB {operation} failed: {code}") from exc
+            if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.startswith(
+                ("botocore", "urllib3")
+            ):
+                raise StoreError(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
+            raise
