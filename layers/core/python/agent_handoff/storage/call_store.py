@@ -101,32 +101,30 @@ class CallStore(DynamoTable):
             "transact_write_items",
             TransactItems=[
                 {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": {"pk": s(call_key(call_sid))},
-                        "UpdateExpression": "SET kind = :kind, callSid = :sid, connectionId = :conn, sessionId = :session, "
+                    "Update": self._request(
+                        call_key(call_sid),
+                        update="SET kind = :kind, callSid = :sid, connectionId = :conn, sessionId = :session, "
                         "#status = :connected, conversationId = if_not_exists(conversationId, :conv), "
                         "caller = if_not_exists(caller, :caller), agentNumber = if_not_exists(agentNumber, :agent), "
                         "accountSid = if_not_exists(accountSid, :account), #turn = if_not_exists(#turn, :zero), "
                         "history = if_not_exists(history, :empty), reconnects = if_not_exists(reconnects, :zero), "
                         "unresolvedAttempts = if_not_exists(unresolvedAttempts, :zero), "
                         "expiresAt = :expires",
-                        "ExpressionAttributeNames": {"#status": "status", "#turn": "turn"},
-                        "ExpressionAttributeValues": {
-                            ":kind": s("call"),
-                            ":sid": s(call_sid),
-                            ":conn": s(connection_id),
-                            ":session": s(session_id),
-                            ":connected": s("connected"),
-                            ":conv": s(conversation_id),
-                            ":caller": s(caller),
-                            ":agent": s(agent_number),
-                            ":account": s(account_sid),
-                            ":zero": n(0),
+                        values={
+                            ":kind": "call",
+                            ":sid": call_sid,
+                            ":conn": connection_id,
+                            ":session": session_id,
+                            ":connected": "connected",
+                            ":conv": conversation_id,
+                            ":caller": caller,
+                            ":agent": agent_number,
+                            ":account": account_sid,
+                            ":zero": 0,
                             ":empty": {"L": []},
-                            ":expires": n(now + CALL_TTL_SECONDS),
+                            ":expires": now + CALL_TTL_SECONDS,
                         },
-                    }
+                    )
                 },
                 {
                     "Put": {
@@ -148,48 +146,27 @@ class CallStore(DynamoTable):
 
     def start_turn(self, call_sid: str, connection_id: str, user_text: str) -> CallSession:
         """Claim the next turn and record what the caller said, in one write."""
-        response = self._call(
-            "update_item",
-            TableName=self._table,
-            Key={"pk": s(call_key(call_sid))},
-            UpdateExpression="SET #turn = #turn + :one, history = list_append(history, :said)",
-            ConditionExpression="connectionId = :conn",
-            ExpressionAttributeNames={"#turn": "turn"},
-            ExpressionAttributeValues={
-                ":one": n(1),
-                ":said": history_attribute([Turn("user", user_text)]),
-                ":conn": s(connection_id),
-            },
+        response = self._update(
+            call_key(call_sid),
+            "SET #turn = #turn + :one, history = list_append(history, :said)",
+            condition="connectionId = :conn",
+            values={":one": 1, ":said": history_attribute([Turn("user", user_text)]), ":conn": connection_id},
             ReturnValues="ALL_NEW",
         )
         return _call_from(plain_item(response["Attributes"]))
 
     def current_turn(self, call_sid: str) -> int:
-        response = self._call(
-            "get_item",
-            TableName=self._table,
-            Key={"pk": s(call_key(call_sid))},
-            ConsistentRead=True,
-            ProjectionExpression="#turn",
-            ExpressionAttributeNames={"#turn": "turn"},
-        )
+        response = self._call("get_item", **self._request(call_key(call_sid), projection="#turn"), ConsistentRead=True)
         return int((response.get("Item") or {}).get("turn", {}).get("N", -1))
 
     def finish_turn(self, call_sid: str, *, turn: int, history: tuple[Turn, ...], unresolved_attempts: int) -> bool:
         """Store the turn's history unless an interrupt moved past it (it then recorded what was heard)."""
         try:
-            self._call(
-                "update_item",
-                TableName=self._table,
-                Key={"pk": s(call_key(call_sid))},
-                UpdateExpression="SET history = :history, unresolvedAttempts = :attempts",
-                ConditionExpression="#turn = :turn",
-                ExpressionAttributeNames={"#turn": "turn"},
-                ExpressionAttributeValues={
-                    ":history": history_attribute(history),
-                    ":attempts": n(unresolved_attempts),
-                    ":turn": n(turn),
-                },
+            self._update(
+                call_key(call_sid),
+                "SET history = :history, unresolvedAttempts = :attempts",
+                condition="#turn = :turn",
+                values={":history": history_attribute(history), ":attempts": unresolved_attempts, ":turn": turn},
             )
         except ConcurrentUpdate:
             return False
@@ -207,18 +184,11 @@ class CallStore(DynamoTable):
             elif heard:
                 history.append(Turn("assistant", heard))
             try:
-                self._call(
-                    "update_item",
-                    TableName=self._table,
-                    Key={"pk": s(call_key(call_sid))},
-                    UpdateExpression="SET #turn = #turn + :one, history = :history",
-                    ConditionExpression="#turn = :turn",
-                    ExpressionAttributeNames={"#turn": "turn"},
-                    ExpressionAttributeValues={
-                        ":one": n(1),
-                        ":turn": n(call.turn),
-                        ":history": history_attribute(history[-history_limit:]),
-                    },
+                self._update(
+                    call_key(call_sid),
+                    "SET #turn = #turn + :one, history = :history",
+                    condition="#turn = :turn",
+                    values={":one": 1, ":turn": call.turn, ":history": history_attribute(history[-history_limit:])},
                 )
             except ConcurrentUpdate:
                 continue
@@ -228,13 +198,11 @@ class CallStore(DynamoTable):
     def store_handoff(self, call_sid: str, *, payload_json: str, reason: str) -> bool:
         """The voice handoff tool: keep the payload for the `end` message. First decision wins."""
         try:
-            self._call(
-                "update_item",
-                TableName=self._table,
-                Key={"pk": s(call_key(call_sid))},
-                UpdateExpression="SET handoffPayload = :payload, handoffState = :pending, handoffReason = :reason",
-                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(handoffState)",
-                ExpressionAttributeValues={":payload": s(payload_json), ":pending": s("pending"), ":reason": s(reason)},
+            self._update(
+                call_key(call_sid),
+                "SET handoffPayload = :payload, handoffState = :pending, handoffReason = :reason",
+                condition="attribute_exists(pk) AND attribute_not_exists(handoffState)",
+                values={":payload": payload_json, ":pending": "pending", ":reason": reason},
             )
         except ConcurrentUpdate:
             return False
@@ -243,13 +211,11 @@ class CallStore(DynamoTable):
     def take_handoff_for_end(self, call_sid: str) -> str | None:
         """Move a pending handoff to end_sent and return its payload: exactly one `end` per handoff."""
         try:
-            response = self._call(
-                "update_item",
-                TableName=self._table,
-                Key={"pk": s(call_key(call_sid))},
-                UpdateExpression="SET handoffState = :sent",
-                ConditionExpression="handoffState = :pending",
-                ExpressionAttributeValues={":sent": s("end_sent"), ":pending": s("pending")},
+            response = self._update(
+                call_key(call_sid),
+                "SET handoffState = :sent",
+                condition="handoffState = :pending",
+                values={":sent": "end_sent", ":pending": "pending"},
                 ReturnValues="ALL_NEW",
             )
         except ConcurrentUpdate:
@@ -257,41 +223,33 @@ class CallStore(DynamoTable):
         return plain_item(response["Attributes"]).get("handoffPayload")
 
     def mark_routed(self, call_sid: str, *, payload_json: str, target: str, now: int) -> None:
-        self._call(
-            "update_item",
-            TableName=self._table,
-            Key={"pk": s(call_key(call_sid))},
-            UpdateExpression="SET handoffState = :routed, handoffPayload = :payload, routedTo = :target, "
+        self._update(
+            call_key(call_sid),
+            "SET handoffState = :routed, handoffPayload = :payload, routedTo = :target, "
             "routedAt = :now, #status = :status",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={
-                ":routed": s("routed"),
-                ":payload": s(payload_json),
-                ":target": s(target),
-                ":now": n(now),
-                ":status": s("handed_off"),
+            values={
+                ":routed": "routed",
+                ":payload": payload_json,
+                ":target": target,
+                ":now": now,
+                ":status": "handed_off",
             },
         )
 
     def count_reconnect(self, call_sid: str) -> int:
-        response = self._call(
-            "update_item",
-            TableName=self._table,
-            Key={"pk": s(call_key(call_sid))},
-            UpdateExpression="SET reconnects = if_not_exists(reconnects, :zero) + :one",
-            ExpressionAttributeValues={":zero": n(0), ":one": n(1)},
+        response = self._update(
+            call_key(call_sid),
+            "SET reconnects = if_not_exists(reconnects, :zero) + :one",
+            values={":zero": 0, ":one": 1},
             ReturnValues="UPDATED_NEW",
         )
         return int(plain_item(response["Attributes"])["reconnects"])
 
     def close_call(self, call_sid: str, *, status: str, now: int) -> None:
-        self._call(
-            "update_item",
-            TableName=self._table,
-            Key={"pk": s(call_key(call_sid))},
-            UpdateExpression="SET #status = :status, endedAt = :now REMOVE connectionId",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":status": s(status), ":now": n(now)},
+        self._update(
+            call_key(call_sid),
+            "SET #status = :status, endedAt = :now REMOVE connectionId",
+            values={":status": status, ":now": now},
         )
 
 

@@ -6,6 +6,7 @@ condition (with the item as it was, when DynamoDB returns it), StoreError for th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -22,6 +23,22 @@ def s(value: str) -> dict[str, str]:
 
 def n(value: int) -> dict[str, str]:
     return {"N": str(int(value))}
+
+
+def typed(value: Any) -> dict[str, Any]:
+    """A plain str/int/bool as a DynamoDB attribute; an attribute already typed passes through."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int):
+        return n(value)
+    if isinstance(value, str):
+        return s(value)
+    raise TypeError(f"no DynamoDB type for {type(value).__name__}")
+
+
+_PLACEHOLDER = re.compile(r"#(\w+)")
 
 
 def history_attribute(turns: Iterable[Turn]) -> dict[str, Any]:
@@ -73,6 +90,33 @@ class DynamoTable:
     def __init__(self, client: Any, table_name: str) -> None:
         self._client = client
         self._table = table_name
+
+    def _request(
+        self,
+        key: str,
+        *,
+        update: str | None = None,
+        condition: str | None = None,
+        projection: str | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One item's request: every `#name` placeholder stands for the attribute `name`; values are plain."""
+        request: dict[str, Any] = {"TableName": self._table, "Key": {"pk": s(key)}}
+        expressions = {"UpdateExpression": update, "ConditionExpression": condition, "ProjectionExpression": projection}
+        request.update({name: text for name, text in expressions.items() if text})
+        names = {f"#{name}" for text in expressions.values() if text for name in _PLACEHOLDER.findall(text)}
+        if names:
+            request["ExpressionAttributeNames"] = {placeholder: placeholder[1:] for placeholder in sorted(names)}
+        if values:
+            request["ExpressionAttributeValues"] = {name: typed(value) for name, value in values.items()}
+        return request
+
+    def _update(self, key: str, update: str, **request: Any) -> dict[str, Any]:
+        """UpdateItem on one item: `condition`, `values` as for `_request`; other keywords go to DynamoDB."""
+        shaped = self._request(
+            key, update=update, condition=request.pop("condition", None), values=request.pop("values", None)
+        )
+        return self._call("update_item", **shaped, **request)
 
     def _get(self, key: str) -> dict[str, Any] | None:
         response = self._call("get_item", TableName=self._table, Key={"pk": s(key)}, ConsistentRead=True)

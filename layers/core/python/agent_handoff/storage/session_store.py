@@ -1,4 +1,4 @@
-"""Session store on DynamoDB: the only module that speaks DynamoDB.
+"""SMS sessions on DynamoDB: conversations, webhook claims and handoff records.
 
 One table, one string key `pk`, items told apart by `kind`:
 
@@ -42,21 +42,17 @@ class SessionStore(DynamoTable):
         """Claim a webhook for processing; a stale claim (its invocation died) may be taken over."""
         token = uuid.uuid4().hex
         try:
-            self._call(
-                "update_item",
-                TableName=self._table,
-                Key={"pk": s(message_key(message_sid))},
-                UpdateExpression="SET kind = :kind, #status = :processing, claimToken = :token, "
-                "claimedAt = :now, expiresAt = :expires",
-                ConditionExpression="attribute_not_exists(pk) OR (#status = :processing AND claimedAt < :stale)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":kind": s("message"),
-                    ":processing": s("processing"),
-                    ":token": s(token),
-                    ":now": n(now),
-                    ":stale": n(now - lease_seconds),
-                    ":expires": n(now + MESSAGE_TTL_SECONDS),
+            self._update(
+                message_key(message_sid),
+                "SET kind = :kind, #status = :processing, claimToken = :token, claimedAt = :now, expiresAt = :expires",
+                condition="attribute_not_exists(pk) OR (#status = :processing AND claimedAt < :stale)",
+                values={
+                    ":kind": "message",
+                    ":processing": "processing",
+                    ":token": token,
+                    ":now": now,
+                    ":stale": now - lease_seconds,
+                    ":expires": now + MESSAGE_TTL_SECONDS,
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -79,11 +75,11 @@ class SessionStore(DynamoTable):
         try:
             self._call(
                 "delete_item",
-                TableName=self._table,
-                Key={"pk": s(message_key(message_sid))},
-                ConditionExpression="claimToken = :token AND #status = :processing",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":token": s(token), ":processing": s("processing")},
+                **self._request(
+                    message_key(message_sid),
+                    condition="claimToken = :token AND #status = :processing",
+                    values={":token": token, ":processing": "processing"},
+                ),
             )
         except ConcurrentUpdate:
             pass  # someone else's claim now, or already answered: nothing of ours to release
@@ -100,14 +96,11 @@ class SessionStore(DynamoTable):
         The version moves on, so a turn computed against the held state is retried on fresh state.
         """
         try:
-            self._call(
-                "update_item",
-                TableName=self._table,
-                Key={"pk": s(key)},
-                UpdateExpression="SET #hold.#until = :now, version = version + :one",
-                ConditionExpression="attribute_exists(#hold) AND #hold.#until > :now",
-                ExpressionAttributeNames={"#hold": "hold", "#until": "until"},
-                ExpressionAttributeValues={":now": n(now), ":one": n(1)},
+            self._update(
+                key,
+                "SET #hold.#until = :now, version = version + :one",
+                condition="attribute_exists(#hold) AND #hold.#until > :now",
+                values={":now": now, ":one": 1},
             )
         except ConcurrentUpdate:
             return False
@@ -119,20 +112,17 @@ class SessionStore(DynamoTable):
         items: list[dict[str, Any]] = [
             {"Put": self._conversation_put(conversation, now=now, ttl_seconds=ttl_seconds)},
             {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": {"pk": s(message_key(commit.message_sid))},
-                    "UpdateExpression": "SET #status = :done, reply = :reply, conversationKey = :conv "
-                    "REMOVE claimToken",
-                    "ConditionExpression": "claimToken = :token",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {
-                        ":done": s("done"),
-                        ":reply": s(commit.reply or ""),
-                        ":conv": s(conversation.key),
-                        ":token": s(commit.claim_token),
+                "Update": self._request(
+                    message_key(commit.message_sid),
+                    update="SET #status = :done, reply = :reply, conversationKey = :conv REMOVE claimToken",
+                    condition="claimToken = :token",
+                    values={
+                        ":done": "done",
+                        ":reply": commit.reply or "",
+                        ":conv": conversation.key,
+                        ":token": commit.claim_token,
                     },
-                }
+                )
             },
         ]
         if commit.handoff is not None:
@@ -241,20 +231,17 @@ class SessionStore(DynamoTable):
         are never claimed again: that is what makes a redelivered stream record harmless.
         """
         try:
-            response = self._call(
-                "update_item",
-                TableName=self._table,
-                Key={"pk": s(handoff_key(handoff_id))},
-                UpdateExpression="SET #status = :dispatching, leaseUntil = :lease, deliveries = deliveries + :one",
-                ConditionExpression="attribute_exists(pk) AND (#status = :pending OR "
+            response = self._update(
+                handoff_key(handoff_id),
+                "SET #status = :dispatching, leaseUntil = :lease, deliveries = deliveries + :one",
+                condition="attribute_exists(pk) AND (#status = :pending OR "
                 "(#status = :dispatching AND leaseUntil < :now))",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":dispatching": s("dispatching"),
-                    ":pending": s("pending"),
-                    ":lease": n(now + lease_seconds),
-                    ":now": n(now),
-                    ":one": n(1),
+                values={
+                    ":dispatching": "dispatching",
+                    ":pending": "pending",
+                    ":lease": now + lease_seconds,
+                    ":now": now,
+                    ":one": 1,
                 },
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -273,38 +260,22 @@ class SessionStore(DynamoTable):
         execution_sid: str = "",
         error: str = "",
     ) -> None:
-        self._call(
-            "update_item",
-            TableName=self._table,
-            Key={"pk": s(handoff_key(handoff_id))},
-            UpdateExpression="SET #status = :status, outcome = :outcome, executionSid = :sid, "
+        self._update(
+            handoff_key(handoff_id),
+            "SET #status = :status, outcome = :outcome, executionSid = :sid, "
             "lastError = :error, finishedAt = :now REMOVE leaseUntil",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={
-                ":status": s(status),
-                ":outcome": s(outcome),
-                ":sid": s(execution_sid),
-                ":error": s(error),
-                ":now": n(now),
-            },
+            condition="attribute_exists(pk)",
+            values={":status": status, ":outcome": outcome, ":sid": execution_sid, ":error": error, ":now": now},
         )
 
     def release_handoff(self, handoff_id: str, *, error: str) -> None:
         """Hand a claimed record back for a later delivery, keeping why this one failed."""
         try:
-            self._call(
-                "update_item",
-                TableName=self._table,
-                Key={"pk": s(handoff_key(handoff_id))},
-                UpdateExpression="SET #status = :pending, lastError = :error REMOVE leaseUntil",
-                ConditionExpression="#status = :dispatching",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":pending": s("pending"),
-                    ":dispatching": s("dispatching"),
-                    ":error": s(error),
-                },
+            self._update(
+                handoff_key(handoff_id),
+                "SET #status = :pending, lastError = :error REMOVE leaseUntil",
+                condition="#status = :dispatching",
+                values={":pending": "pending", ":dispatching": "dispatching", ":error": error},
             )
         except ConcurrentUpdate:
             pass
