@@ -64,7 +64,7 @@ class Scripted:
         self.completions = list(completions)
         self.seen = []
 
-    def complete(self, system, messages, tools):
+    def complete(self, system, messages, tools, *, deadline=None):
         self.seen.append((system, list(messages), list(tools)))
         item = self.completions.pop(0)
         if isinstance(item, Exception):

@@ -25,7 +25,7 @@ def test_concurrent_messages_in_one_conversation_lose_nothing(aws, monkeypatch):
     class Racing(RulesProvider):
         raced = False
 
-        def complete(self, system, messages, tools):
+        def complete(self, system, messages, tools, *, deadline=None):
             if not Racing.raced:
                 Racing.raced = True
                 # Another invocation commits a turn on the same conversation in the meantime.

@@ -35,7 +35,7 @@ class CountingProvider(RulesProvider):
     def __init__(self) -> None:
         self.calls = 0
 
-    def complete(self, system, messages, tools):
+    def complete(self, system, messages, tools, *, deadline=None):
         self.calls += 1
         return super().complete(system, messages, tools)
 
@@ -159,7 +159,7 @@ def test_llm_failure_apologises_and_hands_off(aws, lambda_context, monkeypatch):
     from agent_handoff.errors import ProviderError
 
     class Broken:
-        def complete(self, system, messages, tools):
+        def complete(self, system, messages, tools, *, deadline=None):
             raise ProviderError("LLM request timed out")
 
     monkeypatch.setattr(wiring, "chat_provider", lambda settings: Broken())
@@ -183,7 +183,7 @@ def test_rest_api_payload_v1_is_accepted(aws, lambda_context, provider):
 
 def test_reply_is_escaped_twiml(aws, lambda_context, monkeypatch):
     class Markup:
-        def complete(self, system, messages, tools):
+        def complete(self, system, messages, tools, *, deadline=None):
             from agent_handoff.agent.messages import Completion
 
             return Completion(text="Use <b>bold</b> & </Message><Hangup/>")

@@ -92,10 +92,10 @@ class Streaming:
         self.heard = heard or (lambda: 0)
         self.heard_at = []
 
-    def complete(self, system, messages, tools):
+    def complete(self, system, messages, tools, *, deadline=None):
         raise AssertionError("a listener is present: the agent must stream")
 
-    def stream(self, system, messages, tools):
+    def stream(self, system, messages, tools, *, deadline=None):
         deltas, completion = self.rounds.pop(0)
         for delta in deltas:
             self.heard_at.append(self.heard())

@@ -143,7 +143,7 @@ def test_interrupted_reply_stops_and_history_keeps_what_was_heard(call, connecti
     )
 
     class Talkative:
-        def complete(self, system, messages, tools):
+        def complete(self, system, messages, tools, *, deadline=None):
             return Completion(text=long_reply)
 
     monkeypatch.setattr(wiring, "chat_provider", lambda settings: Talkative())
@@ -255,7 +255,7 @@ def test_llm_failure_on_a_call_apologises_and_hands_off(call, monkeypatch):
     from agent_handoff.errors import ProviderError
 
     class Down:
-        def complete(self, system, messages, tools):
+        def complete(self, system, messages, tools, *, deadline=None):
             raise ProviderError("LLM request timed out")
 
     monkeypatch.setattr(wiring, "chat_provider", lambda settings: Down())

@@ -14,7 +14,9 @@ class BedrockConverseProvider:
         self._client = client
         self._model_id = model_id
 
-    def complete(self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> Completion:
+    def complete(
+        self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], *, deadline: Any = None
+    ) -> Completion:
         request: dict[str, Any] = {
             "modelId": self._model_id,
             "system": [{"text": system}],

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from ..deadline import Deadline
 
 
 class ToolSpec(NamedTuple):
@@ -42,14 +45,26 @@ class Completion(NamedTuple):
 
 
 class ChatProvider(Protocol):
-    def complete(self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> Completion:
-        """One model call. Raises ProviderError on any failure, timeout or unusable answer."""
+    def complete(
+        self,
+        system: str,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec],
+        *,
+        deadline: Deadline | None = None,
+    ) -> Completion:
+        """One model call, finished by `deadline`. Raises ProviderError on any failure, timeout or unusable answer."""
         ...
 
 
 class StreamingChatProvider(ChatProvider, Protocol):
     def stream(
-        self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]
+        self,
+        system: str,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec],
+        *,
+        deadline: Deadline | None = None,
     ) -> Iterator[str | Completion]:
         """Text deltas as they come, then the whole Completion last. Raises ProviderError like complete()."""
         ...

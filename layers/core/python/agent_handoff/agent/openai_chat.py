@@ -32,7 +32,9 @@ class OpenAIChatProvider:
         )
         self._model = model
 
-    def complete(self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> Completion:
+    def complete(
+        self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], *, deadline: Any = None
+    ) -> Completion:
         try:
             response = self._client.post("/chat/completions", json=self._body(system, messages, tools))
         except httpx.TimeoutException:
@@ -50,7 +52,7 @@ class OpenAIChatProvider:
         return Completion(text=(message.get("content") or "").strip(), tool_calls=_tool_calls(message))
 
     def stream(
-        self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]
+        self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], *, deadline: Any = None
     ) -> Iterator[str | Completion]:
         """Server-sent events: text deltas are yielded as they arrive, tool calls assembled, the Completion last."""
         text: list[str] = []

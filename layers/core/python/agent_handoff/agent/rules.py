@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from .messages import ChatMessage, Completion, ToolSpec
 
@@ -48,7 +49,9 @@ HANDOFF_FAILED = "I'm sorry, I couldn't reach our team just now. Please try agai
 
 
 class RulesProvider:
-    def complete(self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> Completion:
+    def complete(
+        self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], *, deadline: Any = None
+    ) -> Completion:
         last = messages[-1] if messages else ChatMessage(role="user")
         if last.role == "tool":
             ok = last.tool_result.get("status") == "handoff_initiated"

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from ..deadline import Deadline
 from ..errors import ProviderError
 from ..handoff import HANDOFF_TOOL_DESCRIPTION, HANDOFF_TOOL_NAME, HANDOFF_TOOL_PARAMETERS
 from ..storage.records import Turn
@@ -103,10 +104,12 @@ class Agent:
         on_handoff: HandoffCallback,
         escalation: Escalation | None = None,
         speak: Speak | None = None,
+        deadline: Deadline | None = None,
     ) -> TurnOutcome:
         """`escalation` forces a handoff the channel decided on (a caller pressing 0).
 
         `speak` receives the reply piece by piece as it becomes known (voice streams it).
+        `deadline` bounds every model call of the turn together (the handler's remaining time).
         """
         voice = _Voice(speak)
         escalation = escalation or self._policy.before_turn(user_text, unresolved_attempts)
@@ -117,7 +120,7 @@ class Agent:
         messages = [ChatMessage(role=t.role, text=t.text) for t in history]
         messages.append(ChatMessage(role="user", text=user_text))
         try:
-            completion = self._ask(voice, messages, [HANDOFF_TOOL])
+            completion = self._ask(voice, messages, [HANDOFF_TOOL], deadline)
         except ProviderError as exc:
             log.warning("LLM failed, handing off: %s", exc)
             trouble = Escalation("agent_error", f"The AI agent was unavailable ({exc}).")
@@ -125,7 +128,7 @@ class Agent:
 
         handoff_call = next((c for c in completion.tool_calls if c.name == HANDOFF_TOOL_NAME), None)
         if handoff_call is not None:
-            return self._llm_handoff(voice, messages, completion, handoff_call, on_handoff, attempts)
+            return self._llm_handoff(voice, messages, completion, handoff_call, on_handoff, attempts, deadline)
         if completion.unresolved:
             attempts += 1
             if attempts >= 2:
@@ -138,13 +141,15 @@ class Agent:
             voice.say(completion.text)  # a provider that does not stream
         return TurnOutcome(reply=voice.said, handed_off=False, trigger="", unresolved_attempts=attempts)
 
-    def _ask(self, voice: _Voice, messages: list[ChatMessage], tools: list[ToolSpec]) -> Completion:
+    def _ask(
+        self, voice: _Voice, messages: list[ChatMessage], tools: list[ToolSpec], deadline: Deadline | None
+    ) -> Completion:
         """One model call; a streaming provider's text reaches the channel while the model still writes."""
         stream = getattr(self._provider, "stream", None)
         if stream is None or not voice.live:
-            return self._provider.complete(self._system, messages, tools)
+            return self._provider.complete(self._system, messages, tools, deadline=deadline)
         completion: Completion | None = None
-        for item in stream(self._system, messages, tools):
+        for item in stream(self._system, messages, tools, deadline=deadline):
             if isinstance(item, Completion):
                 completion = item
             else:
@@ -177,6 +182,7 @@ class Agent:
         call: ToolCall,
         on_handoff: HandoffCallback,
         attempts: int,
+        deadline: Deadline | None,
     ) -> TurnOutcome:
         reason = (call.arguments or {}).get("reason")
         if not isinstance(reason, str) or not reason.strip():
@@ -193,7 +199,7 @@ class Agent:
         follow_up = [*messages, ChatMessage(role="assistant", text=completion.text, tool_calls=completion.tool_calls)]
         spoken_before = len(voice.parts)
         try:
-            final = self._ask(voice, [*follow_up, *tool_messages], [])
+            final = self._ask(voice, [*follow_up, *tool_messages], [], deadline)
             if len(voice.parts) == spoken_before:
                 voice.say(final.text)
         except ProviderError as exc:
