@@ -51,6 +51,8 @@ def create_table(client: Any, logical_id: str, table_name: str) -> dict[str, Any
         "AttributeDefinitions": props["AttributeDefinitions"],
         "BillingMode": props["BillingMode"],
     }
+    if "GlobalSecondaryIndexes" in props:
+        kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
     if "StreamSpecification" in props:
         kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
     description = client.create_table(**kwargs)["TableDescription"]

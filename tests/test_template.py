@@ -253,3 +253,12 @@ def test_dashboard_body_is_json_once_substituted():
     rendered = re.sub(r"\$\{[^}]+\}", "x", body)
     widgets = json.loads(rendered)["widgets"]
     assert {w["properties"]["title"] for w in widgets} >= {"Handoffs by channel and trigger", "Function errors"}
+
+
+def test_the_promises_index_is_created_from_the_template(aws):
+    from devtools.samples import sample
+
+    table = aws.dynamodb.describe_table(TableName=sample.TABLE_NAME)["Table"]
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "PromisesIndex"
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["promise", "promiseDue"]
