@@ -84,7 +84,9 @@ def voice_task(payload: HandoffPayload, caller: str) -> str:
 
 
 def enqueue_task(payload: HandoffPayload, caller: str) -> str:
-    return ET.fromstring(enqueue_to_flex(workflow_sid=WORKFLOW, payload=payload, caller=caller)).find("Enqueue/Task").text
+    return (
+        ET.fromstring(enqueue_to_flex(workflow_sid=WORKFLOW, payload=payload, caller=caller)).find("Enqueue/Task").text
+    )
 
 
 def cleaned_reason(text: str) -> str:
@@ -341,7 +343,9 @@ pans = st.integers(min_value=12, max_value=18).flatmap(
 pan_layouts = st.one_of(
     st.just(("plain", [], "")),
     st.tuples(st.just("fours"), st.just([4, 4, 4, 4]), st.sampled_from([" ", "-"])),
-    st.tuples(st.just("random"), st.lists(st.integers(1, 6), min_size=1, max_size=8), st.sampled_from([" ", "-", " - "])),
+    st.tuples(
+        st.just("random"), st.lists(st.integers(1, 6), min_size=1, max_size=8), st.sampled_from([" ", "-", " - "])
+    ),
 )
 boundaries = st.sampled_from([" ", ", ", ": ", "\n", "(", " #", "."])
 
@@ -446,9 +450,7 @@ def test_sms_handoff_stores_and_sends_studio_no_card_number(aws, studio, card_ll
     assert response["statusCode"] == 200
     (record,) = aws.items("HANDOFF#")
     assert "4111" not in record["payload"]
-    assert json.loads(record["payload"])["attributes"]["reason"] == CARD_REASON.replace(
-        "4111 1111 1111 1111", MASK
-    )
+    assert json.loads(record["payload"])["attributes"]["reason"] == CARD_REASON.replace("4111 1111 1111 1111", MASK)
 
     load_handler("handoff_dispatch").handler(Outbox(aws.dynamodb).next_event(), lambda_context)
 
