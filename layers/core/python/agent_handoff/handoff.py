@@ -66,7 +66,7 @@ class HandoffPayload:
         return json.dumps({"HandoffData": self.fitted().wire()}, separators=(",", ":"), ensure_ascii=False)
 
     def fitted(self, caller: str = "") -> HandoffPayload:
-        """This payload without card numbers and within Flex's limit (itself when it already is)."""
+        """This payload without card numbers and within Flex's limit (an equal one when it already is)."""
         return HandoffPayload._of(fit(self.wire(), caller=caller))
 
     @classmethod
