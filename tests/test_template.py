@@ -262,3 +262,184 @@ def test_the_promises_index_is_created_from_the_template(aws):
     (index,) = table["GlobalSecondaryIndexes"]
     assert index["IndexName"] == "PromisesIndex"
     assert [k["AttributeName"] for k in index["KeySchema"]] == ["promise", "promiseDue"]
+
+
+# -- IAM and key policies, evaluated -----------------------------------------------------------
+
+ACCOUNT = "123456789012"  # the Resolver's stand-in for AWS::AccountId (region us-east-1)
+
+
+NO_VALUE = object()
+
+
+def resolved(node, resolver):
+    """`node` with the template's intrinsics resolved for one set of parameters; NoValue removed."""
+    if isinstance(node, list):
+        return [item for item in (resolved(i, resolver) for i in node) if item is not NO_VALUE]
+    if isinstance(node, dict):
+        if node == {"Ref": "AWS::NoValue"}:
+            return NO_VALUE
+        if list(node) == ["Fn::If"]:
+            condition, when_true, when_false = node["Fn::If"]
+            return resolved(when_true if resolver.condition(condition) else when_false, resolver)
+        if list(node) == ["Fn::GetAtt"]:
+            return f"arn:local:{node['Fn::GetAtt'][0]}"
+        if list(node) in (["Ref"], ["Fn::Sub"]):
+            return resolver.value(node)
+        return {k: v for k, v in ((k, resolved(v, resolver)) for k, v in node.items()) if v is not NO_VALUE}
+    return node
+
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _condition_holds(condition: dict, context: dict[str, str]) -> bool:
+    from fnmatch import fnmatchcase
+
+    for operator, tests in condition.items():
+        for key, expected in tests.items():
+            actual = context.get(key)
+            if actual is None:
+                return False
+            if operator in ("StringEquals", "ArnEquals"):
+                ok = actual in _listed(expected)
+            elif operator in ("StringLike", "ArnLike"):
+                ok = any(fnmatchcase(actual, pattern) for pattern in _listed(expected))
+            elif operator == "Bool":
+                ok = actual.lower() in [str(v).lower() for v in _listed(expected)]
+            else:
+                raise AssertionError(f"the test's evaluator does not know {operator}")
+            if not ok:
+                return False
+    return True
+
+
+def allows(statements, action, resource, *, principal=None, context=None) -> bool:
+    """IAM's verdict, for what these tests need: some Allow matches and no Deny does."""
+    from fnmatch import fnmatchcase
+
+    def matches(statement) -> bool:
+        if principal is not None:
+            granted = statement.get("Principal")
+            kind, name = principal
+            if granted != "*" and name not in _listed(granted.get(kind, [])):
+                return False
+        return (
+            any(fnmatchcase(action.lower(), a.lower()) for a in _listed(statement["Action"]))
+            and any(fnmatchcase(resource, r) for r in _listed(statement["Resource"]))
+            and _condition_holds(statement.get("Condition", {}), context or {})
+        )
+
+    matching = [s for s in statements if matches(s)]
+    return any(s["Effect"] == "Allow" for s in matching) and not any(s["Effect"] == "Deny" for s in matching)
+
+
+def resolver_for(transformed, **parameters):
+    from devtools.template_functions import Resolver
+
+    physical = {logical_id: f"local-{logical_id}" for logical_id in transformed["Resources"]}
+    return Resolver(physical, {**PARAMETERS, **parameters})
+
+
+def role_statements(transformed, function: str, **parameters) -> list[dict]:
+    policies = transformed["Resources"][f"{function}Role"]["Properties"]["Policies"]
+    return [
+        s for p in resolved(policies, resolver_for(transformed, **parameters)) for s in p["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_alarm_topic_has_its_own_key_that_cloudwatch_may_use(transformed):
+    resources = transformed["Resources"]
+    assert "alias/aws/sns" not in json.dumps(transformed)  # CloudWatch cannot publish under the AWS managed key
+    topic = resources["AlarmTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    key = resources["AlarmTopicKey"]
+    assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+    for logical_id in ("AlarmTopic", "AlarmTopicKey", "AlarmTopicKeyAlias", "AlarmTopicPolicy"):
+        assert resources[logical_id]["Condition"] == "HasAlarmEmail", logical_id  # the key's 1 USD/month too
+    resolver = resolver_for(transformed, AlarmEmail="ops@example.com")
+    assert resolver.condition("HasAlarmEmail") and not resolver_for(transformed).condition("HasAlarmEmail")
+
+    key_policy = resolved(key["Properties"]["KeyPolicy"], resolver)["Statement"]
+    ours = {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": f"arn:aws:cloudwatch:us-east-1:{ACCOUNT}:alarm:dlq"}
+    theirs = {"aws:SourceAccount": "999999999999", "aws:SourceArn": "arn:aws:cloudwatch:us-east-1:999999999999:alarm:x"}
+    cloudwatch = ("Service", "cloudwatch.amazonaws.com")
+    events = ("Service", "events.amazonaws.com")
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        assert allows(key_policy, action, "*", principal=cloudwatch, context=ours)
+        assert not allows(key_policy, action, "*", principal=cloudwatch, context=theirs)
+        assert allows(key_policy, action, "*", principal=events)
+    assert not allows(key_policy, "kms:Encrypt", "*", principal=cloudwatch, context=ours)
+    assert allows(key_policy, "kms:PutKeyPolicy", "*", principal=("AWS", f"arn:aws:iam::{ACCOUNT}:root"))
+
+    topic_policy = resolved(resources["AlarmTopicPolicy"]["Properties"], resolver)
+    assert topic_policy["Topics"] == ["local-AlarmTopic"]
+    statements = topic_policy["PolicyDocument"]["Statement"]
+    tls = {"aws:SecureTransport": "true"}
+    rule = {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": f"arn:aws:events:us-east-1:{ACCOUNT}:rule/watchdog"}
+    assert allows(statements, "sns:Publish", "local-AlarmTopic", principal=cloudwatch, context={**ours, **tls})
+    assert allows(statements, "sns:Publish", "local-AlarmTopic", principal=events, context={**rule, **tls})
+    assert not allows(statements, "sns:Publish", "local-AlarmTopic", principal=cloudwatch, context={**theirs, **tls})
+    plain = {**ours, "aws:SecureTransport": "false"}
+    assert not allows(statements, "sns:Publish", "local-AlarmTopic", principal=cloudwatch, context=plain)
+
+
+MODEL_FUNCTIONS = ("InboundSmsFunction", "VoiceRelayFunction")
+INVOKE = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream")
+
+
+@pytest.mark.parametrize("function", MODEL_FUNCTIONS)
+@pytest.mark.parametrize(
+    ("profile", "model", "regions"),
+    [
+        (
+            "us.anthropic.claude-sonnet-4-20250514-v1:0",
+            "anthropic.claude-sonnet-4-20250514-v1:0",
+            ["us-east-1", "us-east-2", "us-west-2"],
+        ),
+        (
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "anthropic.claude-sonnet-4-5-20250929-v1:0",
+            ["", "eu-west-1"],
+        ),
+    ],
+)
+def test_bedrock_inference_profile_reaches_its_models_only_through_the_profile(
+    transformed, function, profile, model, regions
+):
+    statements = role_statements(transformed, function, LlmProvider="bedrock", BedrockModelId=profile)
+    profile_arn = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/{profile}"
+    other_profile = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/us.meta.llama3-3-70b-instruct-v1:0"
+    for action in INVOKE:
+        assert allows(statements, action, profile_arn)
+        assert not allows(statements, action, other_profile)
+        assert not allows(statements, action, profile_arn.replace(ACCOUNT, "999999999999"))
+        for region in regions:
+            routed = f"arn:aws:bedrock:{region}::foundation-model/{model}"
+            assert allows(statements, action, routed, context={"bedrock:InferenceProfileArn": profile_arn})
+            assert not allows(statements, action, routed)  # never straight to another Region
+            assert not allows(statements, action, routed, context={"bedrock:InferenceProfileArn": other_profile})
+
+
+@pytest.mark.parametrize("function", MODEL_FUNCTIONS)
+def test_bedrock_foundation_model_is_invoked_in_the_stack_region(transformed, function):
+    model = load_template()["Parameters"]["BedrockModelId"]["Default"]
+    statements = role_statements(transformed, function, LlmProvider="bedrock")
+    for action in INVOKE:
+        assert allows(statements, action, f"arn:aws:bedrock:us-east-1::foundation-model/{model}")
+        assert not allows(statements, action, "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-pro-v1:0")
+        assert not allows(statements, action, f"arn:aws:bedrock:us-west-2::foundation-model/{model}")
+    assert (
+        role_statements(transformed, "InboundSmsFunction", LlmProvider="bedrock")[-2:]
+        == role_statements(transformed, "VoiceRelayFunction", LlmProvider="bedrock")[-2:]
+    )
+
+
+@pytest.mark.parametrize("provider", ["rules", "openai"])
+def test_no_bedrock_permission_unless_the_provider_is_bedrock(transformed, provider):
+    for function in FUNCTIONS:
+        statements = role_statements(transformed, function, LlmProvider=provider)
+        assert statements and "bedrock" not in json.dumps(statements)
+    for function in set(FUNCTIONS) - set(MODEL_FUNCTIONS):
+        assert "bedrock" not in json.dumps(role_statements(transformed, function, LlmProvider="bedrock"))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ConfigError
+from .payload_limits import ROUTING_ATTRIBUTES_MAX, width
 
 Parse = Callable[[str], Any]
 
@@ -96,6 +97,11 @@ def routing_attributes(raw: str) -> dict[str, Any]:
         raise ValueError("must be a JSON object, not " + type(value).__name__)
     if "reason" in value:
         raise ValueError("must not set 'reason': the agent's reason always fills it")
+    if width(value) > ROUTING_ATTRIBUTES_MAX:
+        raise ValueError(
+            f"must be at most {ROUTING_ATTRIBUTES_MAX} characters as JSON (non-ASCII counts as escaped), "
+            "so that the reason still fits Flex's 1,024-character task attributes"
+        )
     return value
 
 

@@ -3,7 +3,8 @@
 A Studio Flow built for TAC reads `{{flow.data.HandoffData.attributes.reason}}`; the payload
 below produces exactly the JSON it expects (tests hold it to TAC's own pydantic model). It is a
 plain dataclass because every function that hands off would otherwise import pydantic on its
-cold start for four fields.
+cold start for four fields. Every payload built here, and every one handed to Studio or Flex,
+carries no card number and fits Flex's task attributes (`payload_limits` has the rule).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from .payload_limits import fit
 
 HANDOFF_TOOL_NAME = "handoff"
 HANDOFF_TOOL_DESCRIPTION = (
@@ -60,7 +63,15 @@ class HandoffPayload:
 
     def studio_parameters(self) -> str:
         """The Studio Executions `Parameters` field: the flow reads it as `flow.data.HandoffData`."""
-        return json.dumps({"HandoffData": self.wire()}, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps({"HandoffData": self.fitted().wire()}, separators=(",", ":"), ensure_ascii=False)
+
+    def fitted(self, caller: str = "") -> HandoffPayload:
+        """This payload without card numbers and within Flex's limit (an equal one when it already is)."""
+        return HandoffPayload._of(fit(self.wire(), caller=caller))
+
+    @classmethod
+    def _of(cls, wire: dict[str, Any]) -> HandoffPayload:
+        return cls(wire["conversationId"], wire["storeId"], wire["profileId"], wire["attributes"])
 
     @classmethod
     def from_json(cls, text: str | bytes) -> HandoffPayload:
@@ -101,7 +112,7 @@ def build_payload(
         store_id=store_id or "",
         profile_id=profile_id or "",
         attributes={**routing_attributes, "reason": reason},
-    )
+    ).fitted()
 
 
 def tool_result(channel: Channel, error: str | None = None) -> dict[str, str]:

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from twilio.twiml.voice_response import VoiceResponse
 
 from ..handoff import HandoffPayload
+from ..payload_limits import enqueue_task_attributes
 
 TWILIO_WEBHOOKS_BASE = "https://webhooks.twilio.com"
 
@@ -53,25 +54,19 @@ def resume_studio_flow(*, account_sid: str, flow_sid: str, payload: HandoffPaylo
 
     Each query parameter is readable in the flow as `{{widgets.<widget>.<name>}}`.
     """
-    query = urlencode({"FlowEvent": "return", **_flat(payload)})
+    query = urlencode({"FlowEvent": "return", **_flat(payload.fitted())})
     return _redirect(f"{TWILIO_WEBHOOKS_BASE}/v1/Accounts/{account_sid}/Flows/{flow_sid}?{query}")
 
 
 def start_studio_flow(*, account_sid: str, flow_sid: str, payload: HandoffPayload) -> str:
     """Into the handoff flow's incoming-call trigger: a fresh execution for the live call."""
-    query = urlencode({"Trigger": "incomingCall", **_flat(payload)})
+    query = urlencode({"Trigger": "incomingCall", **_flat(payload.fitted())})
     return _redirect(f"{TWILIO_WEBHOOKS_BASE}/v1/Accounts/{account_sid}/Flows/{flow_sid}?{query}")
 
 
 def enqueue_to_flex(*, workflow_sid: str, payload: HandoffPayload, caller: str) -> str:
-    """Straight to Flex: a TaskRouter task whose attributes carry the payload."""
-    attributes = {
-        **payload.attributes,
-        "type": "inbound",
-        "name": caller,
-        "conversationId": payload.conversation_id,
-        "HandoffData": payload.wire(),
-    }
+    """Straight to Flex: a TaskRouter task whose attributes carry the payload, within Flex's limit."""
+    attributes = enqueue_task_attributes(payload.fitted(caller).wire(), caller)
     response = VoiceResponse()
     enqueue = response.enqueue(workflow_sid=workflow_sid)
     enqueue.task(json.dumps(attributes, separators=(",", ":")))
