@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "layers" / "core" / "python"
 
-FOUNDATION = {"errors", "masking", "log_context", "handoff", "config", "deadline"}
+FOUNDATION = {"errors", "masking", "log_context", "handoff", "config", "deadline", "signing"}
 CORE_RULES = {
     "foundation": {"foundation"},
     "observability": {"foundation"},
