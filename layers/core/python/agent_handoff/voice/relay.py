@@ -50,6 +50,9 @@ TROUBLE_LINE = f"{AGENT_TROUBLE} Let me connect you with a person."
 # After the storing invocation's deadline, its reserve and a margin, that invocation has either
 # posted the handoff's `end` or is dead: the `end` is overdue and the watchdog may post it.
 PROMISE_GRACE_SECONDS = 10
+# Between the agent's deadline and the turn's: a model stopped at its deadline leaves the agent
+# this long to store its handoff and post its apology and `end` (tens of milliseconds in a region).
+WRAP_UP_SECONDS = 0.5
 
 __all__ = ["ConnectResult", "FrameResult", "FrameSender", "RelayPolicy", "VoiceRelay"]
 
@@ -264,15 +267,22 @@ class VoiceRelay:
         self, call: CallSession, text, sender, forced, claimed_at: float, deadline: Deadline | None, *, now: int
     ) -> tuple[str, str]:
         """Run the turn, in a worker thread when there is a deadline: at the deadline the worker
-        is abandoned (it posts and stores nothing more) and the caller gets the fallback."""
+        is abandoned (it posts and stores nothing more) and the caller gets the fallback.
+
+        The agent's own deadline comes WRAP_UP_SECONDS earlier, so a model that stops on time
+        still lets the agent say its own apology and post its `end` before the fallback would.
+        """
         if deadline is None:
             return self._run_turn(call, text, sender, forced, claimed_at, None, threading.Event(), now=now)
         abandoned = threading.Event()
         box: dict[str, Any] = {}
+        agent_deadline = deadline.within(deadline.remaining() - WRAP_UP_SECONDS)
 
         def work() -> None:
             try:
-                box["result"] = self._run_turn(call, text, sender, forced, claimed_at, deadline, abandoned, now=now)
+                box["result"] = self._run_turn(
+                    call, text, sender, forced, claimed_at, agent_deadline, abandoned, now=now
+                )
             except BaseException as exc:  # handed to the invocation's thread, which raises it there
                 box["error"] = exc
 
