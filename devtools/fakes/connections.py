@@ -22,7 +22,9 @@ from devtools.fakes.loopback import LoopbackServer, QuietHandler
 
 
 class ConnectionsEndpoint:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, on_frame: Callable[[str, bytes], bool | int] | None = None):
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, on_frame: Callable[[str, bytes], bool | int] | None = None
+    ):
         self.frames: dict[str, list[bytes]] = defaultdict(list)
         self.gone: set[str] = set()
         self.deleted: list[str] = []

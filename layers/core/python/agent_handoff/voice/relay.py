@@ -148,9 +148,9 @@ class VoiceRelay:
         if isinstance(message, Prompt) and not message.last:
             return FrameResult(message.type, self._call_of.get(connection_id, ""))  # partial transcripts
         if isinstance(message, Prompt):
-            return self._on_prompt(connection_id, message.voice_prompt, sender, deadline, now=now)
+            return self._on_prompt(connection_id, message.voice_prompt, sender, deadline)
         if message.type == "dtmf" and message.digit == "0":
-            return self._on_prompt(connection_id, "(pressed 0)", sender, deadline, now=now, forced=PRESSED_ZERO)
+            return self._on_prompt(connection_id, "(pressed 0)", sender, deadline, forced=PRESSED_ZERO)
         return self._on_other(connection_id, message, sender, deadline)
 
     def resend_pending_end(self, call: CallSession, sender: FrameSender) -> EndOutcome:
@@ -202,7 +202,6 @@ class VoiceRelay:
         sender: FrameSender,
         deadline: Deadline | None,
         *,
-        now: int,
         forced: Escalation | None = None,
     ) -> FrameResult:
         call_sid = self._call_sid(connection_id, deadline)
@@ -223,15 +222,15 @@ class VoiceRelay:
             log.info("call %s is being handed off; the AI stays silent", call_sid)
             return FrameResult("prompt", call_sid)
         try:
-            trigger, end = self._bounded_turn(call, text, sender, forced, claimed_at, deadline, now=now)
+            trigger, end = self._bounded_turn(call, text, sender, forced, claimed_at, deadline)
         except _TurnOverran:
             log.error("voice turn on call %s ran out of time; handing the caller to a person", call_sid)
             trigger = "agent_timeout"
-            end = self._fallback(call, connection_id, sender, deadline, OVERRAN_REASON, now=now)
+            end = self._fallback(call, connection_id, sender, deadline, OVERRAN_REASON)
         except Exception:
             log.exception("voice turn failed on call %s; handing the caller to a person", call_sid)
             trigger = "agent_error"
-            end = self._fallback(call, connection_id, sender, deadline, TROUBLE_REASON, now=now)
+            end = self._fallback(call, connection_id, sender, deadline, TROUBLE_REASON)
         return FrameResult("prompt", call_sid, trigger, end)
 
     def _on_other(
@@ -264,7 +263,7 @@ class VoiceRelay:
     # -- a turn -------------------------------------------------------------------------
 
     def _bounded_turn(
-        self, call: CallSession, text, sender, forced, claimed_at: float, deadline: Deadline | None, *, now: int
+        self, call: CallSession, text, sender, forced, claimed_at: float, deadline: Deadline | None
     ) -> tuple[str, str]:
         """Run the turn, in a worker thread when there is a deadline: at the deadline the worker
         is abandoned (it posts and stores nothing more) and the caller gets the fallback.
@@ -273,16 +272,14 @@ class VoiceRelay:
         still lets the agent say its own apology and post its `end` before the fallback would.
         """
         if deadline is None:
-            return self._run_turn(call, text, sender, forced, claimed_at, None, threading.Event(), now=now)
+            return self._run_turn(call, text, sender, forced, claimed_at, None, threading.Event())
         abandoned = threading.Event()
         box: dict[str, Any] = {}
         agent_deadline = deadline.within(deadline.remaining() - WRAP_UP_SECONDS)
 
         def work() -> None:
             try:
-                box["result"] = self._run_turn(
-                    call, text, sender, forced, claimed_at, agent_deadline, abandoned, now=now
-                )
+                box["result"] = self._run_turn(call, text, sender, forced, claimed_at, agent_deadline, abandoned)
             except BaseException as exc:  # handed to the invocation's thread, which raises it there
                 box["error"] = exc
 
@@ -305,8 +302,6 @@ class VoiceRelay:
         claimed_at: float,
         deadline: Deadline | None,
         abandoned: threading.Event,
-        *,
-        now: int,
     ) -> tuple[str, str]:
         """Returns the trigger of the handoff this turn made (or "") and what became of its `end`."""
         call_sid = call.call_sid
@@ -315,9 +310,7 @@ class VoiceRelay:
             if abandoned.is_set():
                 return tool_result(CHANNEL, error="the turn ran out of time")
             payload = self._payload(call.conversation_id, reason)
-            if self._calls.store_handoff(
-                call_sid, payload_json=payload.to_json(), reason=reason, due=_due(now, deadline)
-            ):
+            if self._calls.store_handoff(call_sid, payload_json=payload.to_json(), reason=reason, due=_due(deadline)):
                 return tool_result(CHANNEL)
             return tool_result(CHANNEL, error="a handoff is already under way for this call")
 
@@ -356,23 +349,22 @@ class VoiceRelay:
         sender: FrameSender,
         deadline: Deadline | None,
         reason: str,
-        *,
-        now: int,
     ) -> str:
         """Apologise, store a handoff and send its `end`: what a turn that failed or ran out of time owes."""
         payload = self._payload(call.conversation_id, reason)
         try:
             stored = self._calls.store_handoff(
-                call.call_sid, payload_json=payload.to_json(), reason=reason, due=_due(now, None)
+                call.call_sid, payload_json=payload.to_json(), reason=reason, due=_due(None)
             )
         except StoreError:
             # The store is down: the caller still hears why and gets an `end` built here.
             log.exception("could not store the fallback handoff for call %s", call.call_sid)
             sender.send(Text(token=TROUBLE_LINE, last=True))
             return "sent" if sender.send(End(handoff_data=payload.to_json())) else "failed"
-        if stored:
+        # Not stored: the turn had stored its own first, which is owed if still pending (its goodbye
+        # may not have been said: the apology is said again rather than not at all).
+        if stored or self._calls.get_call(call.call_sid).handoff_state == "pending":
             sender.send(Text(token=TROUBLE_LINE, last=True))
-        # Not stored: the turn had stored its own handoff first, and that one is owed (if still pending).
         return self._promises.keep(call.call_sid, connection_id, sender, deadline=deadline)
 
     # -- helpers ------------------------------------------------------------------------
@@ -411,7 +403,7 @@ class VoiceRelay:
             self._call_of.popitem(last=False)
 
 
-def _due(now: int, deadline: Deadline | None) -> int:
+def _due(deadline: Deadline | None) -> int:
     """When the `end` of a handoff stored now is overdue: after this invocation's deadline and its reserve."""
     remaining = deadline.remaining() if deadline is not None else 0.0
-    return now + int(remaining) + PROMISE_GRACE_SECONDS
+    return int(time.time() + remaining) + PROMISE_GRACE_SECONDS
