@@ -221,3 +221,35 @@ def test_a_configured_signing_key_wins(monkeypatch, aws):
     with pytest.raises(InvalidToken):
         RelayBindings(Signer(signing_key(None, sample.AUTH_TOKEN))).verify(token)
     assert wiring.relay_bindings().verify(token).subject == "CA" + "1" * 32
+
+
+def test_the_signing_key_may_live_in_the_stacks_secret(aws, monkeypatch):
+    import boto3
+
+    key = "signing-key-from-the-secret-0123456789"
+    arn = boto3.client("secretsmanager").create_secret(
+        Name="twilio",
+        SecretString=json.dumps(
+            {"TWILIO_ACCOUNT_SID": sample.ACCOUNT_SID, "TWILIO_AUTH_TOKEN": sample.AUTH_TOKEN, "SIGNING_KEY": key}
+        ),
+    )["ARN"]
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "SIGNING_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TWILIO_SECRET_ARN", arn)
+    wiring.reset()
+
+    token = wiring.relay_bindings().issue("CA" + "1" * 32)
+
+    assert RelayBindings(Signer(signing_key(key, None))).verify(token).subject == "CA" + "1" * 32
+    with pytest.raises(InvalidToken):
+        RelayBindings(Signer(signing_key(None, sample.AUTH_TOKEN))).verify(token)
+
+
+def test_a_short_signing_key_is_a_configuration_error_that_names_it(monkeypatch, aws):
+    from agent_handoff.errors import ConfigError
+
+    monkeypatch.setenv("SIGNING_KEY", "too-short")
+    wiring.reset()
+    with pytest.raises(ConfigError, match="SIGNING_KEY: must be at least 32 characters") as refused:
+        wiring.signer()
+    assert "too-short" not in str(refused.value)

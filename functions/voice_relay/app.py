@@ -47,7 +47,7 @@ def handler(event, context):
             metric("Turns", channel="voice", kind="agent")
         if result.handoff_trigger:
             metric("Handoffs", channel="voice", trigger=result.handoff_trigger)
-        if result.end and result.end not in ("sent", "not_owed"):
+        if result.end == "failed":  # still owed: the next frame or the watchdog posts it
             metric("VoiceEndsNotSent", outcome=result.end)
         if result.refused:
             metric("RelayBindingsRefused", stage="setup", reason=result.refused)
