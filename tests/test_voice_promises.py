@@ -439,3 +439,17 @@ def test_the_fallback_when_the_store_is_down_still_says_why_and_ends(call, monke
         "last": True,
     }
     assert "technical problem" in frames[-1]["handoffData"]
+
+
+def test_an_end_still_owed_is_counted_for_the_operator(call, sdk, function_logs, monkeypatch):
+    from test_observability import emitted, lines
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "AiHandoffTest")
+    sdk.fail("end", throttled())
+    function_logs.readouterr()
+
+    call.say("I want to speak to a person")
+
+    records = lines(function_logs.readouterr().out)
+    assert ("VoiceEndsNotSent", {"outcome": "failed"}) in [(n, d) for n, d, _ in emitted(records)]
