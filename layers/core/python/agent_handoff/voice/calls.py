@@ -4,6 +4,8 @@ Twilio requests the `<Connect action>` URL for every session end. Whatever ended
 who was promised a person is routed to one: with the `HandoffData` the `end` message carried,
 or with the handoff stored on the call when the socket died before `end` went out. A dropped
 socket without a handoff reconnects once; a second failure goes to a person too.
+Every `<ConversationRelay>` written here carries a fresh socket binding (binding.py); a retried
+webhook gets the same one again.
 """
 
 from __future__ import annotations
