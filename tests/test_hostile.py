@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+from urllib.parse import urlencode
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
+from agent_handoff.signing import Signer, derive_key, signing_key
+from agent_handoff.voice.binding import PURPOSE as BINDING_PURPOSE
+from agent_handoff.voice.binding import TTL_SECONDS
 from agent_handoff.voice.protocol import ProtocolError, parse_inbound
+from agent_handoff.webhooks.handshake import handshake_is_signed
 from conftest import load_handler
 from devtools.samples import sample
 from devtools.samples.events import (
@@ -190,11 +196,174 @@ def test_handshake_battery_has_at_least_30_cases():
     assert len(HANDSHAKES) >= 30
 
 
+def _with_a_valid_binding(event):
+    """The same (badly signed) handshake carrying a valid binding: only its signature is wrong."""
+    binding = _binding()
+    event["queryStringParameters"] = {**(event.get("queryStringParameters") or {}), "binding": binding}
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in event["queryStringParameters"].items()}
+    return event
+
+
 @pytest.mark.parametrize("name", HANDSHAKES)
 def test_bad_handshakes_are_refused(aws, lambda_context, connections, name):
     before = aws.items()
-    assert load_handler("voice_relay").handler(HANDSHAKES[name](), lambda_context) == {"statusCode": 403}
+    event = _with_a_valid_binding(HANDSHAKES[name]())
+    assert load_handler("voice_relay").handler(event, lambda_context) == {"statusCode": 403}
     assert aws.items() == before
+
+
+# -- the socket binding: a handshake Twilio signed, whose binding is forged or mangled ------
+
+BOUND_CALL = "CA" + "4" * 32
+
+
+def _binding(call_sid=BOUND_CALL, *, expires_in=TTL_SECONDS - 30, purpose=BINDING_PURPOSE, key=None, nonce=None):
+    signer = Signer(key or signing_key(None, TOKEN))
+    return signer.sign(purpose, call_sid, expires_at=int(time.time()) + expires_in, nonce=nonce)
+
+
+def _flip(token: str, index: int) -> str:
+    """One character changed, staying inside the token's alphabet."""
+    return token[:index] + ("A" if token[index] != "A" else "B") + token[index + 1 :]
+
+
+def _signed(pairs, connection_id="c1="):
+    """$connect whose wss URL, query included, Twilio signed: only the binding can be wrong."""
+    query = urlencode(pairs)
+    return ws_connect_event(connection_id, auth_token=TOKEN, signed_url=f"{WSS}?{query}" if query else WSS)
+
+
+def _bound(value_of):
+    return lambda relay, context: _signed([("binding", value_of(_binding()))])
+
+
+def _replayed(relay, context):
+    """A valid binding another connection presented first."""
+    token = _binding()
+    assert relay.handler(_signed([("binding", token)], connection_id="owner="), context) == {"statusCode": 200}
+    return _signed([("binding", token)])
+
+
+def _fields(token):
+    return token.split(".")
+
+
+BINDINGS = {
+    "missing": lambda relay, context: _signed([]),
+    "empty": _bound(lambda t: ""),
+    "truncated by one": _bound(lambda t: t[:-1]),
+    "truncated to its version": _bound(lambda t: t[:3]),
+    "mac bit-flipped": _bound(lambda t: _flip(t, len(t) - 2)),
+    "mac's first character changed": _bound(lambda t: _flip(t, len(t) - 43)),
+    "for another call, same mac": _bound(lambda t: t.replace(BOUND_CALL, "CA" + "5" * 32)),
+    "expiry moved": _bound(lambda t: ".".join([*_fields(t)[:2], str(int(_fields(t)[2]) + 1), *_fields(t)[3:]])),
+    "nonce changed": _bound(lambda t: ".".join([*_fields(t)[:3], "x" * 22, _fields(t)[4]])),
+    "signed for another purpose": _bound(lambda t: _binding(purpose="transcript-link")),
+    "signed with another key": _bound(lambda t: _binding(key=derive_key("another signing key " * 2))),
+    "signed with the auth token itself": _bound(lambda t: _binding(key=TOKEN.encode())),
+    "signed for another account": _bound(lambda t: _binding(key=signing_key(None, "z" * 32))),
+    "expired a second ago": _bound(lambda t: _binding(expires_in=-1)),
+    "expired a day ago": _bound(lambda t: _binding(expires_in=-86_400)),
+    "dated beyond the longest lifetime": _bound(lambda t: _binding(expires_in=TTL_SECONDS + 3600)),
+    "dated years ahead": _bound(lambda t: _binding(expires_in=10**8)),
+    "version v2": _bound(lambda t: "v2" + t[2:]),
+    "no version": _bound(lambda t: t[3:]),
+    "base64 padding added": _bound(lambda t: t + "="),
+    "standard base64 alphabet": _bound(lambda t: t[:-1] + "+"),
+    "percent-encoded dots": _bound(lambda t: t.replace(".", "%2E")),
+    "unicode lookalike": _bound(lambda t: "\u0475" + t[1:]),
+    "whitespace around": _bound(lambda t: f" {t} "),
+    "newline appended": _bound(lambda t: t + "\n"),
+    "nul appended": _bound(lambda t: t + "\x00"),
+    "huge": _bound(lambda t: t + "A" * 20_000),
+    "lowercased": _bound(lambda t: t.lower()),
+    "fields swapped": _bound(lambda t: ".".join([*_fields(t)[:2], _fields(t)[3], _fields(t)[2], _fields(t)[4]])),
+    "a JWT instead": _bound(lambda t: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJDQTQ0In0.c2lnbmF0dXJlc2lnbmF0dXJl"),
+    "repeated": lambda relay, context: _signed([("binding", _binding())] * 2),
+    "repeated, garbage first": lambda relay, context: _signed([("binding", "garbage"), ("binding", _binding())]),
+    "beside another parameter": lambda relay, context: _signed([("binding", _binding()), ("x", "1")]),
+    "under another name": lambda relay, context: _signed([("Binding", _binding())]),
+    "replayed": _replayed,
+}
+
+
+def test_binding_battery_has_at_least_30_cases():
+    assert len(BINDINGS) >= 30
+
+
+def test_the_binding_battery_starts_from_a_handshake_that_works(aws, lambda_context, connections):
+    event = _signed([("binding", _binding())])
+    assert load_handler("voice_relay").handler(event, lambda_context) == {"statusCode": 200}
+
+
+@pytest.mark.parametrize("name", BINDINGS)
+def test_forged_or_mangled_bindings_are_refused_at_connect(aws, lambda_context, connections, name):
+    relay = load_handler("voice_relay")
+    event = BINDINGS[name](relay, lambda_context)
+    assert handshake_is_signed(event, TOKEN, WSS)  # Twilio signed it: the binding alone is refused
+    before = aws.items()
+
+    assert relay.handler(event, lambda_context) == {"statusCode": 403}
+
+    assert aws.items() == before
+
+
+def _setup_frame(binding, call_sid=BOUND_CALL, account=None):
+    parameters = (
+        {"conversationId": "conv_live"} if binding is _ABSENT else {"conversationId": "conv_live", "binding": binding}
+    )
+    return json.dumps(
+        {
+            "type": "setup",
+            "sessionId": "VX" + "6" * 32,
+            "callSid": call_sid,
+            "accountSid": account or sample.ACCOUNT_SID,
+            "from": "+14155550100",
+            "to": sample.AGENT_NUMBER,
+            "customParameters": parameters,
+        }
+    )
+
+
+_ABSENT = object()
+SETUPS = {
+    "no binding": lambda presented, owner: _setup_frame(_ABSENT),
+    "empty binding": lambda presented, owner: _setup_frame(""),
+    "binding a number": lambda presented, owner: _setup_frame(12345),
+    "binding an object": lambda presented, owner: _setup_frame({"binding": presented}),
+    "another valid binding for the call": lambda presented, owner: _setup_frame(_binding()),
+    "the owner's binding": lambda presented, owner: _setup_frame(owner),
+    "the presented binding truncated": lambda presented, owner: _setup_frame(presented[:-1]),
+    "the presented binding altered": lambda presented, owner: _setup_frame(_flip(presented, len(presented) - 2)),
+    "naming another call": lambda presented, owner: _setup_frame(presented, call_sid="CA" + "5" * 32),
+    "from another account": lambda presented, owner: _setup_frame(presented, account="AC" + "9" * 32),
+}
+
+
+@pytest.mark.parametrize("name", SETUPS)
+def test_a_setup_that_does_not_repeat_its_handshakes_binding_is_refused(aws, lambda_context, connections, name):
+    """A live call on its own socket; a second socket got in with a binding of the call (a replay
+    race) and sends a mangled setup: refused, socket closed, the call left where it was."""
+    relay = load_handler("voice_relay")
+    owner, presented = _binding(), _binding()
+    assert relay.handler(_signed([("binding", owner)], connection_id="owner="), lambda_context)["statusCode"] == 200
+    relay.handler(ws_message_event("owner=", _setup_frame(owner)), lambda_context)
+    assert relay.handler(_signed([("binding", presented)]), lambda_context)["statusCode"] == 200
+    before = aws.items()
+
+    response = relay.handler(ws_message_event("c1=", SETUPS[name](presented, owner)), lambda_context)
+    relay.handler(
+        ws_message_event("c1=", json.dumps({"type": "prompt", "voicePrompt": "hi", "last": True})), lambda_context
+    )
+
+    assert response == {"statusCode": 200}
+    assert aws.items() == before
+    assert connections.frames == {} and connections.deleted == ["c1="]
+    assert next(i for i in aws.items("CALL#"))["connectionId"] == "owner="
+
+
+def test_binding_batteries_together_have_at_least_30_bindings_and_setups():
+    assert len(BINDINGS) + len(SETUPS) >= 40
 
 
 # -- frames --------------------------------------------------------------------------------

@@ -15,7 +15,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "layers" / "core" / "python"
 
-FOUNDATION = {"errors", "masking", "log_context", "handoff", "config", "deadline", "payload_limits", "pan_redaction"}
+FOUNDATION = {
+    "errors",
+    "masking",
+    "log_context",
+    "handoff",
+    "config",
+    "deadline",
+    "payload_limits",
+    "pan_redaction",
+    "signing",
+}
 CORE_RULES = {
     "foundation": {"foundation"},
     "observability": {"foundation"},

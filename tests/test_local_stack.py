@@ -145,3 +145,48 @@ def test_make_local_prints_the_urls_and_stops_on_ctrl_c(tmp_path):
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=20) == 0
     assert "Stopping the local stack" in process.stdout.read()
+
+
+def test_a_setup_that_does_not_repeat_its_binding_has_its_socket_closed(stack):
+    """Over a real WebSocket: the relay refuses the setup and the gateway closes the socket (DELETE @connections)."""
+    import uuid
+    import xml.etree.ElementTree as ET
+
+    import aiohttp
+    from twilio.request_validator import RequestValidator
+
+    call_sid = "CA" + uuid.uuid4().hex
+    params = call_params(account_sid=sample.ACCOUNT_SID, call_sid=call_sid, caller="+14155550123", agent="+14155550199")
+    status, twiml = post_signed(stack.url + "/voice", params, sample.AUTH_TOKEN)
+    assert status == 200
+    relay = ET.fromstring(twiml).find("Connect/ConversationRelay")
+    url, binding = relay.get("url"), {p.get("name"): p.get("value") for p in relay.findall("Parameter")}["binding"]
+    assert url.endswith(f"?binding={binding}")
+
+    async def call_with(setup_binding: str) -> list:
+        signature = RequestValidator(sample.AUTH_TOKEN).compute_signature(url, {})
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(url, headers={"X-Twilio-Signature": signature}) as ws,
+        ):
+            await ws.send_json(
+                {
+                    "type": "setup",
+                    "sessionId": "VX" + uuid.uuid4().hex,
+                    "callSid": call_sid,
+                    "accountSid": sample.ACCOUNT_SID,
+                    "from": "+14155550123",
+                    "to": "+14155550199",
+                    "customParameters": {"binding": setup_binding},
+                }
+            )
+            await ws.send_json({"type": "prompt", "voicePrompt": "What are your opening hours?", "last": True})
+            received = []
+            while True:
+                message = await ws.receive(timeout=10)
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    return [*received, message.type]
+                received.append(json.loads(message.data))
+
+    # Closed by the product, before any frame: the caller's real socket would carry on.
+    assert asyncio.run(call_with(binding[:-1] + ("A" if binding[-1] != "A" else "B"))) == [aiohttp.WSMsgType.CLOSE]

@@ -93,6 +93,8 @@ def test_relay_may_only_manage_its_own_connections(transformed):
     policies = json.dumps(transformed["Resources"]["VoiceRelayFunctionRole"]["Properties"]["Policies"])
     assert "execute-api:ManageConnections" in policies
     assert "${VoiceRelayApi}/${VoiceRelayStage}/POST/@connections/*" in policies
+    assert "${VoiceRelayApi}/${VoiceRelayStage}/DELETE/@connections/*" in policies  # closing a refused socket
+    assert "/*/@connections" not in policies and "GET/@connections" not in policies
     for other in ("InboundSmsFunction", "IncomingCallFunction", "VoiceActionFunction", "HandoffDispatchFunction"):
         assert "ManageConnections" not in json.dumps(transformed["Resources"][f"{other}Role"]["Properties"])
 

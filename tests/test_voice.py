@@ -61,13 +61,15 @@ def test_incoming_call_gets_conversation_relay(call, aws):
     response = call.dial()
 
     assert response["headers"]["Content-Type"].startswith("text/xml")
-    assert call.relay_url == RELAY_URL and "?" not in call.relay_url
+    binding = call.parameters["binding"]  # the socket binding: in the wss query and as a <Parameter>
+    assert call.relay_url == f"{RELAY_URL}?binding={binding}"
+    assert wiring.relay_bindings().verify(binding).subject == call.call_sid
     assert call.action_url == "https://abcdef1234.execute-api.us-east-1.amazonaws.com/voice/action"
     assert call.greeting.startswith("Hi!")
     relay = ET.fromstring(response["body"]).find("Connect/ConversationRelay")
     assert relay.get("dtmfDetection") == "true" and relay.get("language") == "en-US"
     record = stored_call(aws, call.call_sid)
-    assert call.parameters == {"conversationId": record["conversationId"]}
+    assert call.parameters == {"conversationId": record["conversationId"], "binding": binding}
     assert record["status"] == "ringing" and record["caller"] == call.caller
 
 

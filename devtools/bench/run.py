@@ -170,15 +170,22 @@ class Bench:
         from agent_handoff.storage.call_store import CallStore
 
         connection_id, call_sid = uuid.uuid4().hex[:12] + "=", "CA" + uuid.uuid4().hex
-        CallStore(self.dynamodb, sample.TABLE_NAME).bind_connection(
+        store, now = CallStore(self.dynamodb, sample.TABLE_NAME), int(time.time())
+        # What $connect records for the socket binding it was shown, then what setup binds.
+        store.claim_binding(
+            binding_id=call_sid, call_sid=call_sid, connection_id=connection_id, expires_at=now + 300, now=now
+        )
+        store.bind_connection(
             call_sid=call_sid,
             connection_id=connection_id,
+            binding_id=call_sid,
             session_id="VX1",
             caller=sample.CUSTOMER_NUMBER,
             agent_number=sample.AGENT_NUMBER,
             account_sid=sample.ACCOUNT_SID,
             conversation_id="conv_bench",
-            now=int(time.time()),
+            endpoint="https://bench.execute-api.us-east-1.amazonaws.com/live",
+            now=now,
         )
         return connection_id
 

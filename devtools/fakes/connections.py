@@ -1,8 +1,11 @@
 """A loopback stand-in for API Gateway's @connections management API.
 
 `post_to_connection` from boto3 (pointed here with AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI)
-lands in `frames`; a connection marked gone answers 410 GoneException as API Gateway does.
-An `on_frame` hook lets a local WebSocket gateway forward each frame to its real socket.
+lands in `frames`; a connection marked gone answers 410 GoneException as API Gateway does, and
+`delete_connection` marks it gone (`deleted` lists them). An `on_frame` hook sees each frame
+first: True delivers it, False means the socket is gone (410), and an HTTP status answers the
+post with that error instead (429 LimitExceededException: throttled; 5xx: a server error), the
+connection staying open, as API Gateway's are after one failed post.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from devtools.fakes.loopback import LoopbackServer, QuietHandler
 
 
 class ConnectionsEndpoint:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, on_frame: Callable[[str, bytes], bool] | None = None):
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, on_frame: Callable[[str, bytes], bool | int] | None = None
+    ):
         self.frames: dict[str, list[bytes]] = defaultdict(list)
         self.gone: set[str] = set()
+        self.deleted: list[str] = []
         self.on_frame = on_frame
         self._lock = threading.Lock()
         endpoint = self
@@ -71,6 +77,10 @@ class ConnectionsEndpoint:
         with self._lock:
             gone = connection_id in self.gone
         delivered = not gone and (self.on_frame(connection_id, data) if self.on_frame else True)
+        if isinstance(delivered, int) and not isinstance(delivered, bool):
+            error = "LimitExceededException" if delivered == 429 else "InternalServerErrorException"
+            self._answer(handler, int(delivered), {"message": error}, error)
+            return
         if not delivered:
             with self._lock:
                 self.gone.add(connection_id)
@@ -84,6 +94,7 @@ class ConnectionsEndpoint:
         connection_id = self._connection_id(handler)
         with self._lock:
             self.gone.add(connection_id or "")
+            self.deleted.append(connection_id or "")
         self._answer(handler, 204, None, None)
 
     @staticmethod

@@ -7,6 +7,7 @@
   concurrently and unordered like API Gateway's, the close `$disconnect`.
 - `@connections`: `POST /@connections/{id}` is the management API that post_to_connection
   calls (AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI points here); a closed socket answers 410.
+  `DELETE /@connections/{id}` (delete_connection) closes the socket.
 
 One port serves all three so one tunnel exposes the whole bundle to Twilio.
 """
@@ -183,8 +184,17 @@ class Gateway:
         if "$connect" in self._ws_routes:
             logical_id, handler = self._ws_routes["$connect"]
             headers = dict(request.headers)
+            # As API Gateway does: the last value of each parameter, and every value.
+            multi: dict[str, list[str]] = {}
+            for name, value in request.query.items():
+                multi.setdefault(name, []).append(value)
             event = self._ws_event(
-                "$connect", connection_id, request, headers=headers, queryStringParameters=dict(request.query) or None
+                "$connect",
+                connection_id,
+                request,
+                headers=headers,
+                queryStringParameters={k: v[-1] for k, v in multi.items()} or None,
+                multiValueQueryStringParameters=multi or None,
             )
             result = await self._invoke(logical_id, handler, event, "$connect")
             if (result or {}).get("statusCode", 200) != 200:

@@ -59,6 +59,10 @@ class VoiceCall:
     parameters: dict[str, str] = field(default_factory=dict)
     twiml: list[str] = field(default_factory=list)
     session_id: str = field(default_factory=lambda: "VX" + uuid.uuid4().hex)
+    # How the handshake is signed: over the wss URL with its query ("url"), or without it and
+    # with the query's values as parameters ("params"); Twilio documents neither.
+    signed_as: str = "url"
+    handshake: dict[str, Any] | None = None  # the last $connect event, as API Gateway delivered it
 
     # -- the HTTP side ------------------------------------------------------------------
 
@@ -130,6 +134,7 @@ class VoiceCall:
         return parts.netloc, parts.path.strip("/")
 
     def connect(self, signature: str | None = None) -> int:
+        """Open the socket on the wss URL of the TwiML, its query (the socket binding) included."""
         domain, stage = self._ws()
         event = ws_connect_event(
             self.connection_id,
@@ -138,7 +143,9 @@ class VoiceCall:
             stage=stage,
             signed_url=self.relay_url,
             signature=signature,
+            signed_as=self.signed_as,
         )
+        self.handshake = event
         return self.functions.voice_relay.handler(event, self.context)["statusCode"]
 
     def send(self, message: dict[str, Any] | str) -> list[dict[str, Any]]:

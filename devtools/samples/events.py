@@ -6,7 +6,7 @@ import base64
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from twilio.request_validator import RequestValidator
 
@@ -164,20 +164,38 @@ def ws_connect_event(
     stage: str = WS_STAGE,
     signed_url: str | None = None,
     signature: str | None = None,
+    signed_as: str = "url",
 ) -> dict[str, Any]:
-    """$connect as API Gateway delivers it; Twilio signs the wss URL from the TwiML, no parameters."""
+    """$connect as API Gateway delivers it: the wss URL's query (the socket binding) as
+    `queryStringParameters`. Twilio signs the URL from the TwiML; whether with its query
+    (`signed_as="url"`, as for HTTP webhooks) or without it and its values as parameters
+    (`signed_as="params"`, as twilio's SDKs validate it) is not documented."""
     url = signed_url or f"wss://{domain}/{stage}"
+    base, _, query = url.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
     headers = {"Host": domain, "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
     if signature is None and auth_token is not None:
-        signature = RequestValidator(auth_token).compute_signature(url, {})
+        validator = RequestValidator(auth_token)
+        signature = (
+            validator.compute_signature(base, FormParams(pairs))
+            if signed_as == "params"
+            else validator.compute_signature(url, {})
+        )
     if signature is not None:
         headers["X-Twilio-Signature"] = signature
-    return {
+    event: dict[str, Any] = {
         "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "requestContext": _ws_context("$connect", connection_id, domain, stage, "CONNECT"),
         "isBase64Encoded": False,
     }
+    if pairs:
+        multi: dict[str, list[str]] = {}
+        for name, value in pairs:
+            multi.setdefault(name, []).append(value)
+        event["queryStringParameters"] = {name: values[-1] for name, values in multi.items()}
+        event["multiValueQueryStringParameters"] = multi
+    return event
 
 
 def ws_message_event(

@@ -108,6 +108,20 @@ CONNECTION_ID = "L0SM9cOFvHcCIhw="
 RELAY_URL = f"wss://{WS_DOMAIN}/{WS_STAGE}"
 
 
+def sample_binding() -> str:
+    """The sample call's socket binding, as IncomingCall would issue it at FIXED_TIME.
+
+    It expires five minutes after FIXED_TIME, and stays valid for the sample forever: the relay
+    checks a binding against the handshake's requestTimeEpoch (when API Gateway received it),
+    which the sample pins at FIXED_TIME too. Through API Gateway that time is always the present.
+    """
+    from agent_handoff.signing import Signer, signing_key
+    from agent_handoff.voice.binding import RelayBindings
+
+    bindings = RelayBindings(Signer(signing_key(None, sample.AUTH_TOKEN)), clock=lambda: FIXED_TIME)
+    return bindings.issue(CALL_SID, nonce="sample-binding-0b1c0b1c")
+
+
 def _fixed(event: dict[str, Any]) -> dict[str, Any]:
     """Pin the request ids and times the event builders draw, so the files do not churn."""
     context = event["requestContext"]
@@ -157,11 +171,15 @@ def _voice_events() -> dict[str, Any]:
         "callType": "PSTN",
         "callStatus": "RINGING",
         "accountSid": sample.ACCOUNT_SID,
-        "customParameters": {"conversationId": HANDOFF_PAYLOAD["conversationId"]},
+        "customParameters": {"conversationId": HANDOFF_PAYLOAD["conversationId"], "binding": sample_binding()},
     }
     return {
         "voice-incoming-call.json": _fixed(http_api_event("/voice", call, auth_token=sample.AUTH_TOKEN, at=FIXED_TIME)),
-        "relay-connect.json": _fixed(ws_connect_event(CONNECTION_ID, auth_token=sample.AUTH_TOKEN)),
+        "relay-connect.json": _fixed(
+            ws_connect_event(
+                CONNECTION_ID, auth_token=sample.AUTH_TOKEN, signed_url=f"{RELAY_URL}?binding={sample_binding()}"
+            )
+        ),
         "relay-setup.json": _frame(setup),
         "relay-prompt.json": _frame(
             {"type": "prompt", "voicePrompt": "What are your opening hours?", "lang": "en-US", "last": True}

@@ -21,6 +21,7 @@ SECRET_KEYS = (
     "TWILIO_API_SECRET",
     "OPENAI_API_KEY",
     "HANDOFF_RELEASE_TOKEN",
+    "SIGNING_KEY",
 )
 
 
@@ -162,6 +163,23 @@ def relay_options(current: Settings) -> Any:
 
 
 @lru_cache(maxsize=1)
+def signer() -> Any:
+    """Signs short-lived tokens (voice socket bindings): SIGNING_KEY, else a key derived from the auth token."""
+    from .signing import Signer, signing_key
+
+    current = settings()
+    if not current.signing_key:
+        current.require("TWILIO_AUTH_TOKEN")
+    return Signer(signing_key(current.signing_key, current.twilio_auth_token))
+
+
+def relay_bindings() -> Any:
+    from .voice.binding import RelayBindings
+
+    return RelayBindings(signer())
+
+
+@lru_cache(maxsize=1)
 def voice_calls() -> Any:
     from .voice.calls import VoiceCalls, VoiceRouting
 
@@ -174,7 +192,7 @@ def voice_calls() -> Any:
         handoff_flow_sid=current.studio_flow_sid,
         taskrouter_workflow_sid=current.taskrouter_workflow_sid,
     )
-    return VoiceCalls(call_store(), routing)
+    return VoiceCalls(call_store(), routing, relay_bindings())
 
 
 @lru_cache(maxsize=1)
@@ -188,7 +206,7 @@ def voice_relay() -> Any:
         memory_store_id=current.memory_store_id,
         history_limit=current.history_limit,
     )
-    return VoiceRelay(call_store(), agent("VOICE"), policy)
+    return VoiceRelay(call_store(), agent("VOICE"), policy, relay_bindings())
 
 
 @lru_cache(maxsize=8)
@@ -198,7 +216,9 @@ def management_client(endpoint_url: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+    # A post takes tens of milliseconds; these bound the longest one (about 12 s with retries),
+    # which the `end` lease must outlast (voice/promises.py).
+    config = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3})
     if os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or os.environ.get("AWS_ENDPOINT_URL"):
         return boto3.client("apigatewaymanagementapi", config=config)
     return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
@@ -207,6 +227,7 @@ def management_client(endpoint_url: str) -> Any:
 def reset() -> None:
     for getter in (
         settings,
+        signer,
         aws_client,
         session_store,
         sms_service,

@@ -1,7 +1,15 @@
 """Voice call sessions on DynamoDB, in the same table as the SMS conversations.
 
-- `CALL#{CallSid}`   the call: history, the turn counter, the pending handoff, routing facts
-- `CONN#{connId}`    which call a WebSocket connection carries (frames only know the connection)
+- `CALL#{CallSid}`   the call: history, the turn counter, the pending handoff, routing facts,
+                     and where to post to it (`endpoint`, `connectionId`)
+- `CONN#{connId}`    the binding a WebSocket connection presented at `$connect`, and once its
+                     `setup` matched it, which call it carries (frames only know the connection)
+- `BIND#{hash}`      which connection owns a voice socket binding: the first to present it
+
+While a call's handoff is `pending` (stored, its `end` not yet posted) the call carries
+`promise = "voice_end"` and `promiseDue` (epoch seconds): the sparse PromisesIndex lists what
+is overdue. Posting the `end` takes a short lease (`endLeaseOwner`, `endLeaseUntil`, epoch
+milliseconds) so one invocation posts at a time, and a dead one's lease runs out.
 
 Each WebSocket frame is its own Lambda invocation and they arrive unordered, so the turn
 counter lives here: a prompt claims a turn, an interrupt moves past it, and the prompt's
@@ -10,14 +18,17 @@ invocation checks it before every frame it posts.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from ..errors import ConcurrentUpdate
-from .dynamo import DynamoTable, history_attribute, history_from, n, plain_item, s
+from .dynamo import DynamoTable, TransactionCancelled, history_attribute, history_from, n, plain_item, s
 from .records import Turn
 
 CALL_TTL_SECONDS = 24 * 3600  # calls end within hours; the record outlives them for support
 CONNECTION_TTL_SECONDS = 3 * 3600  # API Gateway closes a WebSocket after 2 hours
+PROMISES_INDEX = "PromisesIndex"
+VOICE_END = "voice_end"
+_END_FIELDS = "promise, promiseDue, endLeaseOwner, endLeaseUntil"
 
 
 def call_key(call_sid: str) -> str:
@@ -26,6 +37,10 @@ def call_key(call_sid: str) -> str:
 
 def connection_key(connection_id: str) -> str:
     return f"CONN#{connection_id}"
+
+
+def binding_key(binding_id: str) -> str:
+    return f"BIND#{binding_id}"
 
 
 class CallSession(NamedTuple):
@@ -45,6 +60,28 @@ class CallSession(NamedTuple):
     handoff_state: str = ""  # "" | pending | end_sent | routed
     handoff_reason: str = ""
     reconnects: int = 0
+    endpoint: str = ""  # the @connections endpoint of `connection_id`: https://{domainName}/{stage}
+    binding_nonce: str = ""  # the binding issued with the call's first TwiML, so a retried webhook gets it again
+    binding_expires_at: int = 0
+    promise_due: int = 0
+
+
+class EndClaim(NamedTuple):
+    """Whether this invocation may post the call's `end` now.
+
+    claimed: yes, with `payload`; busy: another invocation holds the lease until `lease_until_ms`;
+    not_owed: no pending handoff (none, or its `end` already went out); elsewhere: the call is
+    on another connection now.
+    """
+
+    status: Literal["claimed", "busy", "not_owed", "elsewhere"]
+    payload: str = ""
+    lease_until_ms: int = 0
+
+
+class OverduePromise(NamedTuple):
+    call_sid: str
+    due: int
 
 
 class CallStore(DynamoTable):
@@ -67,6 +104,9 @@ class CallStore(DynamoTable):
             "createdAt": n(now),
             "expiresAt": n(now + CALL_TTL_SECONDS),
         }
+        if call.binding_nonce:
+            item["bindingNonce"] = s(call.binding_nonce)
+            item["bindingExpiresAt"] = n(call.binding_expires_at)
         try:
             self._call(
                 "put_item",
@@ -84,61 +124,115 @@ class CallStore(DynamoTable):
         item = self._get(call_key(call_sid))
         return _call_from(item) if item else None
 
+    def claim_binding(self, *, binding_id: str, call_sid: str, connection_id: str, expires_at: int, now: int) -> bool:
+        """`$connect`: the first connection to present a binding owns it; any other is refused (False).
+
+        The same connection presenting it again is still its owner (a retried invocation).
+        """
+        try:
+            self._call(
+                "transact_write_items",
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                "pk": s(binding_key(binding_id)),
+                                "kind": s("binding"),
+                                "callSid": s(call_sid),
+                                "connectionId": s(connection_id),
+                                # Past its expiry the token itself is refused; the record may go.
+                                "expiresAt": n(expires_at),
+                            },
+                            "ConditionExpression": "attribute_not_exists(pk) OR connectionId = :conn",
+                            "ExpressionAttributeValues": {":conn": s(connection_id)},
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                "pk": s(connection_key(connection_id)),
+                                "kind": s("connection"),
+                                "binding": s(binding_id),
+                                "bindingCallSid": s(call_sid),
+                                "expiresAt": n(now + CONNECTION_TTL_SECONDS),
+                            },
+                            "ConditionExpression": "attribute_not_exists(pk) OR binding = :binding",
+                            "ExpressionAttributeValues": {":binding": s(binding_id)},
+                        }
+                    },
+                ],
+            )
+        except TransactionCancelled as exc:
+            if "ConditionalCheckFailed" in exc.reasons:
+                return False
+            raise
+        return True
+
     def bind_connection(
         self,
         *,
         call_sid: str,
         connection_id: str,
+        binding_id: str,
         session_id: str,
         caller: str,
         agent_number: str,
         account_sid: str,
         conversation_id: str,
+        endpoint: str,
         now: int,
-    ) -> None:
-        """Tie a WebSocket connection to its call (setup). A call opened elsewhere is created here."""
-        self._call(
-            "transact_write_items",
-            TransactItems=[
-                {
-                    "Update": self._request(
-                        call_key(call_sid),
-                        update="SET kind = :kind, callSid = :sid, connectionId = :conn, sessionId = :session, "
-                        "#status = :connected, conversationId = if_not_exists(conversationId, :conv), "
-                        "caller = if_not_exists(caller, :caller), agentNumber = if_not_exists(agentNumber, :agent), "
-                        "accountSid = if_not_exists(accountSid, :account), #turn = if_not_exists(#turn, :zero), "
-                        "history = if_not_exists(history, :empty), reconnects = if_not_exists(reconnects, :zero), "
-                        "unresolvedAttempts = if_not_exists(unresolvedAttempts, :zero), "
-                        "expiresAt = :expires",
-                        values={
-                            ":kind": "call",
-                            ":sid": call_sid,
-                            ":conn": connection_id,
-                            ":session": session_id,
-                            ":connected": "connected",
-                            ":conv": conversation_id,
-                            ":caller": caller,
-                            ":agent": agent_number,
-                            ":account": account_sid,
-                            ":zero": 0,
-                            ":empty": {"L": []},
-                            ":expires": now + CALL_TTL_SECONDS,
-                        },
-                    )
-                },
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {
-                            "pk": s(connection_key(connection_id)),
-                            "kind": s("connection"),
-                            "callSid": s(call_sid),
-                            "expiresAt": n(now + CONNECTION_TTL_SECONDS),
-                        },
-                    }
-                },
-            ],
-        )
+    ) -> bool:
+        """`setup`: tie the connection to its call, if the connection presented this binding for
+        this call at `$connect`; otherwise nothing changes (False). A call opened elsewhere is created here."""
+        try:
+            self._call(
+                "transact_write_items",
+                TransactItems=[
+                    {
+                        "Update": self._request(
+                            call_key(call_sid),
+                            update="SET kind = :kind, callSid = :sid, connectionId = :conn, endpoint = :endpoint, "
+                            "sessionId = :session, "
+                            "#status = :connected, conversationId = if_not_exists(conversationId, :conv), "
+                            "caller = if_not_exists(caller, :caller), agentNumber = if_not_exists(agentNumber, :agent), "
+                            "accountSid = if_not_exists(accountSid, :account), #turn = if_not_exists(#turn, :zero), "
+                            "history = if_not_exists(history, :empty), reconnects = if_not_exists(reconnects, :zero), "
+                            "unresolvedAttempts = if_not_exists(unresolvedAttempts, :zero), "
+                            "expiresAt = :expires",
+                            values={
+                                ":kind": "call",
+                                ":sid": call_sid,
+                                ":conn": connection_id,
+                                ":endpoint": endpoint,
+                                ":session": session_id,
+                                ":connected": "connected",
+                                ":conv": conversation_id,
+                                ":caller": caller,
+                                ":agent": agent_number,
+                                ":account": account_sid,
+                                ":zero": 0,
+                                ":empty": {"L": []},
+                                ":expires": now + CALL_TTL_SECONDS,
+                            },
+                        )
+                    },
+                    {
+                        "Update": self._request(
+                            connection_key(connection_id),
+                            update="SET callSid = :sid",
+                            condition="#binding = :binding AND bindingCallSid = :sid",
+                            values={":sid": call_sid, ":binding": binding_id},
+                        )
+                    },
+                ],
+            )
+        except TransactionCancelled as exc:
+            if "ConditionalCheckFailed" in exc.reasons:
+                return False
+            raise
+        return True
 
     def call_for_connection(self, connection_id: str) -> str | None:
         item = self._get(connection_key(connection_id))
@@ -172,10 +266,15 @@ class CallStore(DynamoTable):
             return False
         return True
 
-    def record_interrupt(self, call_sid: str, heard: str, *, history_limit: int) -> int | None:
-        """Move past the current turn and keep only what the caller actually heard of it."""
+    def record_interrupt(
+        self, call_sid: str, heard: str, *, history_limit: int, call: CallSession | None = None
+    ) -> int | None:
+        """Move past the current turn and keep only what the caller actually heard of it.
+
+        `call`: the call as just read, which saves the first read.
+        """
         for _ in range(3):
-            call = self.get_call(call_sid)
+            call = call or self.get_call(call_sid)
             if call is None:
                 return None
             history = list(call.history)
@@ -191,42 +290,110 @@ class CallStore(DynamoTable):
                     values={":one": 1, ":turn": call.turn, ":history": history_attribute(history[-history_limit:])},
                 )
             except ConcurrentUpdate:
+                call = None
                 continue
             return call.turn + 1
         return None
 
-    def store_handoff(self, call_sid: str, *, payload_json: str, reason: str) -> bool:
-        """The voice handoff tool: keep the payload for the `end` message. First decision wins."""
+    def store_handoff(self, call_sid: str, *, payload_json: str, reason: str, due: int) -> bool:
+        """The voice handoff tool: keep the payload for the `end` message, owed by `due`. First decision wins."""
         try:
             self._update(
                 call_key(call_sid),
-                "SET handoffPayload = :payload, handoffState = :pending, handoffReason = :reason",
+                "SET handoffPayload = :payload, handoffState = :pending, handoffReason = :reason, "
+                "promise = :promise, promiseDue = :due",
                 condition="attribute_exists(pk) AND attribute_not_exists(handoffState)",
-                values={":payload": payload_json, ":pending": "pending", ":reason": reason},
+                values={
+                    ":payload": payload_json,
+                    ":pending": "pending",
+                    ":reason": reason,
+                    ":promise": VOICE_END,
+                    ":due": due,
+                },
             )
         except ConcurrentUpdate:
             return False
         return True
 
-    def take_handoff_for_end(self, call_sid: str) -> str | None:
-        """Move a pending handoff to end_sent and return its payload: exactly one `end` per handoff."""
+    def claim_end(self, call_sid: str, *, connection_id: str, owner: str, now_ms: int, lease_ms: int) -> EndClaim:
+        """Take the lease to post the pending handoff's `end` to `connection_id`."""
         try:
             response = self._update(
                 call_key(call_sid),
-                "SET handoffState = :sent",
-                condition="handoffState = :pending",
-                values={":sent": "end_sent", ":pending": "pending"},
+                "SET endLeaseOwner = :owner, endLeaseUntil = :until",
+                condition="handoffState = :pending AND connectionId = :conn AND "
+                "(attribute_not_exists(endLeaseUntil) OR endLeaseUntil <= :now OR endLeaseOwner = :owner)",
+                values={
+                    ":owner": owner,
+                    ":until": now_ms + lease_ms,
+                    ":pending": "pending",
+                    ":conn": connection_id,
+                    ":now": now_ms,
+                },
                 ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ConcurrentUpdate as exc:
+            item = plain_item(exc.existing) if exc.existing else (self._get(call_key(call_sid)) or {})
+            if item.get("handoffState") != "pending":
+                return EndClaim("not_owed")
+            if item.get("connectionId") != connection_id:
+                return EndClaim("elsewhere")
+            return EndClaim("busy", lease_until_ms=int(item.get("endLeaseUntil", 0)))
+        return EndClaim("claimed", payload=plain_item(response["Attributes"]).get("handoffPayload", ""))
+
+    def end_sent(self, call_sid: str, *, owner: str) -> bool:
+        """The `end` this owner posted went out: the promise is kept. False if the lease had passed on."""
+        try:
+            self._update(
+                call_key(call_sid),
+                f"SET handoffState = :sent REMOVE {_END_FIELDS}",
+                condition="handoffState = :pending AND endLeaseOwner = :owner",
+                values={":sent": "end_sent", ":pending": "pending", ":owner": owner},
             )
         except ConcurrentUpdate:
-            return None
-        return plain_item(response["Attributes"]).get("handoffPayload")
+            return False
+        return True
+
+    def release_end(self, call_sid: str, *, owner: str, socket_gone: bool) -> None:
+        """The post failed: give the lease back. A gone socket also drops the promise, since
+        the action callback now routes the call with the stored handoff."""
+        remove = _END_FIELDS if socket_gone else "endLeaseOwner, endLeaseUntil"
+        try:
+            self._update(
+                call_key(call_sid),
+                f"REMOVE {remove}",
+                condition="endLeaseOwner = :owner",
+                values={":owner": owner},
+            )
+        except ConcurrentUpdate:
+            pass  # the lease had already passed to another invocation
+
+    def overdue_voice_ends(self, *, now: int, limit: int = 100) -> list[OverduePromise]:
+        """Calls whose `end` should have gone out before `now`, oldest first (PromisesIndex)."""
+        found: list[OverduePromise] = []
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": PROMISES_INDEX,
+            "KeyConditionExpression": "promise = :promise AND promiseDue < :now",
+            "ExpressionAttributeValues": {":promise": s(VOICE_END), ":now": n(now)},
+            "Limit": limit,
+        }
+        while len(found) < limit:
+            response = self._call("query", **request)
+            for item in response.get("Items", []):
+                plain = plain_item(item)
+                found.append(OverduePromise(plain["pk"].removeprefix("CALL#"), int(plain["promiseDue"])))
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return found[:limit]
 
     def mark_routed(self, call_sid: str, *, payload_json: str, target: str, now: int) -> None:
         self._update(
             call_key(call_sid),
             "SET handoffState = :routed, handoffPayload = :payload, routedTo = :target, "
-            "routedAt = :now, #status = :status",
+            f"routedAt = :now, #status = :status REMOVE {_END_FIELDS}",
             values={
                 ":routed": "routed",
                 ":payload": payload_json,
@@ -248,7 +415,7 @@ class CallStore(DynamoTable):
     def close_call(self, call_sid: str, *, status: str, now: int) -> None:
         self._update(
             call_key(call_sid),
-            "SET #status = :status, endedAt = :now REMOVE connectionId",
+            f"SET #status = :status, endedAt = :now REMOVE connectionId, {_END_FIELDS}",
             values={":status": status, ":now": now},
         )
 
@@ -271,4 +438,8 @@ def _call_from(item: dict[str, Any]) -> CallSession:
         handoff_state=item.get("handoffState", ""),
         handoff_reason=item.get("handoffReason", ""),
         reconnects=int(item.get("reconnects", 0)),
+        endpoint=item.get("endpoint", ""),
+        binding_nonce=item.get("bindingNonce", ""),
+        binding_expires_at=int(item.get("bindingExpiresAt", 0)),
+        promise_due=int(item.get("promiseDue", 0)),
     )

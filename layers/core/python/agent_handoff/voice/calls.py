@@ -4,11 +4,14 @@ Twilio requests the `<Connect action>` URL for every session end. Whatever ended
 who was promised a person is routed to one: with the `HandoffData` the `end` message carried,
 or with the handoff stored on the call when the socket died before `end` went out. A dropped
 socket without a handoff reconnects once; a second failure goes to a person too.
+Every `<ConversationRelay>` written here carries a fresh socket binding (binding.py); a retried
+webhook gets the same one again.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -18,10 +21,12 @@ from ..handoff import HandoffPayload, InvalidPayload, build_payload
 from ..masking import mask_phone
 from ..storage.call_store import CallSession, CallStore
 from . import twiml as voice_twiml
+from .binding import RelayBindings
 
 log = logging.getLogger(__name__)
 
 MAX_RECONNECTS = 1
+BINDING_MARGIN_SECONDS = 60  # a stored binding closer to its expiry than this is issued afresh
 NOBODY_AVAILABLE = "We're sorry, no one is available to take your call right now. Please call again later."
 GOODBYE = "Thank you for calling. Goodbye."
 
@@ -53,14 +58,23 @@ class SessionEnd:
 
 
 class VoiceCalls:
-    def __init__(self, calls: CallStore, routing: VoiceRouting, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        calls: CallStore,
+        routing: VoiceRouting,
+        bindings: RelayBindings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._calls = calls
         self._routing = routing
+        self._bindings = bindings
         self._clock = clock
 
     def answer(
         self, *, call_sid: str, caller: str, agent_number: str, action_url: str, return_flow_sid: str = ""
     ) -> str:
+        now = int(self._clock())
         call, created = self._calls.open_call(
             CallSession(
                 call_sid=call_sid,
@@ -69,8 +83,10 @@ class VoiceCalls:
                 agent_number=agent_number,
                 account_sid=self._routing.account_sid,
                 return_flow_sid=return_flow_sid,
+                binding_nonce=secrets.token_urlsafe(16),
+                binding_expires_at=now + self._bindings.ttl_seconds,
             ),
-            now=int(self._clock()),
+            now=now,
         )
         if not created and call.handoff_payload and call.handoff_state in ("pending", "end_sent", "routed"):
             # The handed-off call came back through the handoff flow's TwiML Redirect widget
@@ -81,8 +97,16 @@ class VoiceCalls:
         log.info(
             "call %s from %s %s", call_sid, mask_phone(caller), "answered" if created else "answered again (retry)"
         )
+        if call.binding_nonce and call.binding_expires_at > now + BINDING_MARGIN_SECONDS:
+            # A retried webhook gets the same TwiML: only one of the two can be acted on.
+            binding = self._bindings.issue(call_sid, nonce=call.binding_nonce, expires_at=call.binding_expires_at)
+        else:
+            binding = self._bindings.issue(call_sid)
         return voice_twiml.connect_relay(
-            action_url=action_url, options=self._routing.relay, parameters={"conversationId": call.conversation_id}
+            action_url=action_url,
+            options=self._routing.relay,
+            parameters={"conversationId": call.conversation_id},
+            binding=binding,
         )
 
     def session_ended(self, end: SessionEnd) -> Routing:
@@ -106,7 +130,11 @@ class VoiceCalls:
             parameters = {"conversationId": call.conversation_id} if call else {}
             return Routing(
                 voice_twiml.connect_relay(
-                    action_url=end.action_url, options=self._routing.relay, parameters=parameters, greet=False
+                    action_url=end.action_url,
+                    options=self._routing.relay,
+                    parameters=parameters,
+                    binding=self._bindings.issue(end.call_sid),  # a fresh socket needs a fresh binding
+                    greet=False,
                 )
             )
         reason = f"The voice connection to the AI agent failed ({end.error_code or 'unknown error'})."

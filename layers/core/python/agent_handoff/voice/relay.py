@@ -3,39 +3,40 @@
 API Gateway invokes the function once per frame, unordered, so everything a frame needs is
 in DynamoDB: the connection's call, the turn counter, the pending handoff. A prompt claims
 a turn; an interrupt moves past it; the prompt re-reads the turn before a frame whenever the
-last confirmation is older than the speaker's window, so speech the caller talked over is not sent. A handoff is stored before the caller hears
-about it, and exactly one `end` carries it, after the final `text` with `last: true`.
+last confirmation is older than the speaker's window, so speech the caller talked over is not
+sent. A handoff is stored before the caller hears about it, and an `end` carries it after the
+final `text` with `last: true` (promises.py keeps that promise, across invocations if one dies).
+
+A socket belongs to one call: `$connect` must present a binding issued with the call's TwiML
+(binding.py), and `setup` must repeat it for the same CallSid, or the socket is closed.
+A turn runs against the invocation's deadline; what it has not finished by then is finished by
+the fallback (apologise, store a handoff, `end`) in the reserve the handler kept back.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from .. import log_context
 from ..agent.policy import Escalation
 from ..agent.turn import AGENT_TROUBLE, Agent
-from ..errors import ConcurrentUpdate
+from ..deadline import Deadline
+from ..errors import ConcurrentUpdate, StoreError
 from ..handoff import build_payload, tool_result
 from ..masking import mask_phone
-from ..storage.call_store import CallStore
+from ..signing import InvalidToken
+from ..storage.call_store import CallSession, CallStore
 from ..storage.records import Turn
-from .protocol import (
-    Dtmf,
-    End,
-    Error,
-    Info,
-    Interrupt,
-    OutboundMessage,
-    Prompt,
-    ProtocolError,
-    Setup,
-    Text,
-    parse_inbound,
-)
+from .binding import PARAMETER as BINDING_PARAMETER
+from .binding import RelayBindings, binding_id
+from .promises import EndOutcome, EndPromises, FrameSender
+from .protocol import End, Error, Info, Interrupt, OutboundMessage, Prompt, ProtocolError, Setup, Text, parse_inbound
 from .speaker import Speaker
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,17 @@ log = logging.getLogger(__name__)
 CHANNEL = "VOICE"
 SETUP_GRACE_SECONDS = 1.5
 PRESSED_ZERO = Escalation("dtmf_zero", "The caller pressed 0 to speak with a person.")
+TROUBLE_REASON = "The AI agent hit a technical problem during the call."
+OVERRAN_REASON = "The AI agent took too long to answer during the call."
+TROUBLE_LINE = f"{AGENT_TROUBLE} Let me connect you with a person."
+# After the storing invocation's deadline, its reserve and a margin, that invocation has either
+# posted the handoff's `end` or is dead: the `end` is overdue and the watchdog may post it.
+PROMISE_GRACE_SECONDS = 10
+# Between the agent's deadline and the turn's: a model stopped at its deadline leaves the agent
+# this long to store its handoff and post its apology and `end` (tens of milliseconds in a region).
+WRAP_UP_SECONDS = 0.5
 
-
-class FrameSender(Protocol):
-    def send(self, message: OutboundMessage) -> bool:
-        """Post one frame; False once the connection is gone."""
-        ...
+__all__ = ["ConnectResult", "FrameResult", "FrameSender", "RelayPolicy", "VoiceRelay"]
 
 
 class FrameResult(NamedTuple):
@@ -57,6 +63,14 @@ class FrameResult(NamedTuple):
     type: str  # the message type, or "dropped"
     call_sid: str = ""
     handoff_trigger: str = ""  # set when this frame handed the caller off
+    end: str = ""  # what became of an `end` this frame posted or tried to (promises.EndOutcome)
+    refused: str = ""  # why a setup was refused and its socket closed
+
+
+class ConnectResult(NamedTuple):
+    accepted: bool
+    reason: str = ""  # why not: missing, malformed, signature, expired, too_far_ahead, replayed
+    call_sid: str = ""
 
 
 class RelayPolicy(NamedTuple):
@@ -66,15 +80,63 @@ class RelayPolicy(NamedTuple):
     history_limit: int
 
 
+class _TurnOverran(Exception):
+    """The turn did not finish before the invocation's deadline."""
+
+
 class VoiceRelay:
-    def __init__(self, calls: CallStore, agent: Agent, policy: RelayPolicy) -> None:
+    def __init__(
+        self,
+        calls: CallStore,
+        agent: Agent,
+        policy: RelayPolicy,
+        bindings: RelayBindings,
+        promises: EndPromises | None = None,
+    ) -> None:
         self._calls = calls
         self._agent = agent
         self._policy = policy
+        self._bindings = bindings
+        self._promises = promises or EndPromises(calls)
         # connection -> call is fixed for a connection's life; a warm container skips the lookup.
         self._call_of: OrderedDict[str, str] = OrderedDict()
 
-    def handle(self, connection_id: str, body: str | None, sender: FrameSender, *, now: int) -> FrameResult:
+    # -- $connect -----------------------------------------------------------------------
+
+    def connect(self, connection_id: str, token: str | None, *, at: float, now: int) -> ConnectResult:
+        """Accept a signed handshake only with a valid binding no other connection has presented.
+
+        `at`: when API Gateway received the handshake (its requestTimeEpoch), the binding's clock.
+        """
+        if token is None:
+            return ConnectResult(False, "missing")
+        try:
+            claims = self._bindings.verify(token, at=at)
+        except InvalidToken as refused:
+            return ConnectResult(False, refused.reason)
+        if not self._calls.claim_binding(
+            binding_id=binding_id(token),
+            call_sid=claims.subject,
+            connection_id=connection_id,
+            expires_at=claims.expires_at,
+            now=now,
+        ):
+            return ConnectResult(False, "replayed", claims.subject)
+        return ConnectResult(True, call_sid=claims.subject)
+
+    # -- frames -------------------------------------------------------------------------
+
+    def handle(
+        self,
+        connection_id: str,
+        body: str | None,
+        sender: FrameSender,
+        *,
+        now: int,
+        deadline: Deadline | None = None,
+        endpoint: str = "",
+    ) -> FrameResult:
+        """`endpoint`: the @connections endpoint of this connection, kept on the call for the watchdog."""
         try:
             message = parse_inbound(body)
         except ProtocolError as exc:
@@ -82,77 +144,185 @@ class VoiceRelay:
             log.warning("dropped frame on %s: %s", connection_id, exc)
             return FrameResult("dropped")
         if isinstance(message, Setup):
-            self._on_setup(connection_id, message, now=now)
-            return FrameResult("setup", message.call_sid)
-        if isinstance(message, Prompt) and message.last:  # partial transcripts only come with partialPrompts
-            return self._on_prompt(connection_id, message.voice_prompt, sender)
-        if isinstance(message, Dtmf) and message.digit == "0":
-            return self._on_prompt(connection_id, "(pressed 0)", sender, forced=PRESSED_ZERO)
-        if isinstance(message, Interrupt):
-            self._on_interrupt(connection_id, message)
-        elif isinstance(message, Error):
-            log.warning("ConversationRelay reported an error on %s: %s", connection_id, message.description)
-        elif isinstance(message, Info):
-            log.info("ConversationRelay info on %s: %s", connection_id, message.name)
-        elif isinstance(message, Dtmf):
-            log.info("ignored DTMF %s on %s", message.digit, connection_id)
-        return FrameResult(message.type, self._call_of.get(connection_id, ""))
+            return self._on_setup(connection_id, message, sender, now=now, endpoint=endpoint)
+        if isinstance(message, Prompt) and not message.last:
+            return FrameResult(message.type, self._call_of.get(connection_id, ""))  # partial transcripts
+        if isinstance(message, Prompt):
+            return self._on_prompt(connection_id, message.voice_prompt, sender, deadline)
+        if message.type == "dtmf" and message.digit == "0":
+            return self._on_prompt(connection_id, "(pressed 0)", sender, deadline, forced=PRESSED_ZERO)
+        return self._on_other(connection_id, message, sender, deadline)
 
-    # -- frames -------------------------------------------------------------------------
+    def resend_pending_end(self, call: CallSession, sender: FrameSender) -> EndOutcome:
+        """For the watchdog: post an overdue call's stored `end` (see promises.EndPromises)."""
+        return self._promises.resend_pending_end(call, sender)
 
-    def _on_setup(self, connection_id: str, setup: Setup, *, now: int) -> None:
+    def _on_setup(
+        self, connection_id: str, setup: Setup, sender: FrameSender, *, now: int, endpoint: str
+    ) -> FrameResult:
+        token = setup.custom_parameters.get(BINDING_PARAMETER)
         if self._policy.account_sid and setup.account_sid != self._policy.account_sid:
-            log.warning("setup from another account ignored on %s", connection_id)
-            return
+            return self._refuse_setup(connection_id, setup, sender, "other_account")
+        if not isinstance(token, str) or not token:
+            return self._refuse_setup(connection_id, setup, sender, "no_binding")
         conversation_id = str(setup.custom_parameters.get("conversationId") or f"conv_{uuid.uuid4().hex}")
-        self._calls.bind_connection(
+        bound = self._calls.bind_connection(
             call_sid=setup.call_sid,
             connection_id=connection_id,
+            binding_id=binding_id(token),
             session_id=setup.session_id,
             caller=setup.from_,
             agent_number=setup.to,
             account_sid=setup.account_sid,
             conversation_id=conversation_id[:128],
+            endpoint=endpoint,
             now=now,
         )
+        if not bound:
+            return self._refuse_setup(connection_id, setup, sender, "binding_mismatch")
         self._remember(connection_id, setup.call_sid)
         log.info("call %s bound to connection %s (caller %s)", setup.call_sid, connection_id, mask_phone(setup.from_))
+        return FrameResult("setup", setup.call_sid)
+
+    def _refuse_setup(self, connection_id: str, setup: Setup, sender: FrameSender, reason: str) -> FrameResult:
+        # The claimed CallSid is logged (not a secret); the binding never is.
+        log.warning(
+            "security: setup refused on connection %s naming call %s (%s); closing the socket",
+            connection_id,
+            setup.call_sid,
+            reason,
+        )
+        sender.close()
+        return FrameResult("setup", refused=reason)
 
     def _on_prompt(
-        self, connection_id: str, text: str, sender: FrameSender, forced: Escalation | None = None
+        self,
+        connection_id: str,
+        text: str,
+        sender: FrameSender,
+        deadline: Deadline | None,
+        *,
+        forced: Escalation | None = None,
     ) -> FrameResult:
-        call_sid = self._call_sid(connection_id)
+        call_sid = self._call_sid(connection_id, deadline)
         if call_sid is None:
             log.warning("prompt before setup, or for an unknown connection %s: dropped", connection_id)
             return FrameResult("dropped")
-        claimed_at = time.monotonic()
         try:
             call = self._calls.start_turn(call_sid, connection_id, text)
         except ConcurrentUpdate:
             log.warning("prompt on %s, which no longer carries call %s: dropped", connection_id, call_sid)
             return FrameResult("dropped", call_sid)
+        claimed_at = time.monotonic()
+        if call.handoff_state == "pending":
+            # A turn promised a person and died before its `end` went out: send it now, nothing else.
+            end = self._promises.keep(call_sid, connection_id, sender, deadline=deadline)
+            return FrameResult("prompt", call_sid, end=end)
         if call.handoff_state:
             log.info("call %s is being handed off; the AI stays silent", call_sid)
             return FrameResult("prompt", call_sid)
         try:
-            trigger = self._run_turn(call_sid, call, text, sender, forced, claimed_at)
+            trigger, end = self._bounded_turn(call, text, sender, forced, claimed_at, deadline)
+        except _TurnOverran:
+            log.error("voice turn on call %s ran out of time; handing the caller to a person", call_sid)
+            trigger = "agent_timeout"
+            end = self._fallback(call, connection_id, sender, deadline, OVERRAN_REASON)
         except Exception:
             log.exception("voice turn failed on call %s; handing the caller to a person", call_sid)
-            self._emergency_handoff(call_sid, call.conversation_id, sender)
             trigger = "agent_error"
-        return FrameResult("prompt", call_sid, trigger)
+            end = self._fallback(call, connection_id, sender, deadline, TROUBLE_REASON)
+        return FrameResult("prompt", call_sid, trigger, end)
 
-    def _run_turn(self, call_sid, call, text, sender, forced, claimed_at: float) -> str:
-        """Returns the trigger of the handoff this turn made, or ""."""
+    def _on_other(
+        self, connection_id: str, message: Any, sender: FrameSender, deadline: Deadline | None
+    ) -> FrameResult:
+        """interrupt, error, info and digits other than 0: first, an `end` still owed goes out."""
+        if isinstance(message, Error):
+            log.warning("ConversationRelay reported an error on %s: %s", connection_id, message.description)
+        elif isinstance(message, Info):
+            log.info("ConversationRelay info on %s: %s", connection_id, message.name)
+        elif not isinstance(message, Interrupt):
+            log.info("ignored DTMF %s on %s", message.digit, connection_id)
+        call_sid = self._call_sid(connection_id, deadline, wait=isinstance(message, Interrupt))
+        if call_sid is None:
+            if isinstance(message, Interrupt):
+                log.warning("interrupt for an unknown connection %s: dropped", connection_id)
+            return FrameResult(message.type)
+        call = self._calls.get_call(call_sid)
+        if call is None or call.connection_id != connection_id:
+            return FrameResult(message.type, call_sid)
+        end = ""
+        if call.handoff_state == "pending":
+            end = self._promises.keep(call_sid, connection_id, sender, deadline=deadline)
+        if isinstance(message, Interrupt):
+            self._calls.record_interrupt(
+                call_sid, message.utterance_until_interrupt, history_limit=self._policy.history_limit, call=call
+            )
+        return FrameResult(message.type, call_sid, end=end)
+
+    # -- a turn -------------------------------------------------------------------------
+
+    def _bounded_turn(
+        self, call: CallSession, text, sender, forced, claimed_at: float, deadline: Deadline | None
+    ) -> tuple[str, str]:
+        """Run the turn, in a worker thread when there is a deadline: at the deadline the worker
+        is abandoned (it posts and stores nothing more) and the caller gets the fallback.
+
+        The agent's own deadline comes WRAP_UP_SECONDS earlier, so a model that stops on time
+        still lets the agent say its own apology and post its `end` before the fallback would.
+        """
+        if deadline is None:
+            return self._run_turn(call, text, sender, forced, claimed_at, None, threading.Event())
+        abandoned = threading.Event()
+        box: dict[str, Any] = {}
+        agent_deadline = deadline.within(deadline.remaining() - WRAP_UP_SECONDS)
+
+        def work() -> None:
+            try:
+                box["result"] = self._run_turn(call, text, sender, forced, claimed_at, agent_deadline, abandoned)
+            except BaseException as exc:  # handed to the invocation's thread, which raises it there
+                box["error"] = exc
+
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
+        worker.start()
+        worker.join(deadline.remaining())
+        if worker.is_alive():
+            abandoned.set()
+            raise _TurnOverran()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    def _run_turn(
+        self,
+        call: CallSession,
+        text: str,
+        sender: FrameSender,
+        forced: Escalation | None,
+        claimed_at: float,
+        deadline: Deadline | None,
+        abandoned: threading.Event,
+    ) -> tuple[str, str]:
+        """Returns the trigger of the handoff this turn made (or "") and what became of its `end`."""
+        call_sid = call.call_sid
 
         def on_handoff(reason: str) -> dict[str, str]:
+            if abandoned.is_set():
+                return tool_result(CHANNEL, error="the turn ran out of time")
             payload = self._payload(call.conversation_id, reason)
-            if self._calls.store_handoff(call_sid, payload_json=payload.to_json(), reason=reason):
+            # The payload's reason, not the model's: it has had card numbers redacted and been bounded.
+            stored_reason = payload.attributes["reason"]
+            if self._calls.store_handoff(
+                call_sid, payload_json=payload.to_json(), reason=stored_reason, due=_due(deadline)
+            ):
                 return tool_result(CHANNEL)
             return tool_result(CHANNEL, error="a handoff is already under way for this call")
 
+        def send(message: OutboundMessage) -> bool:
+            return not abandoned.is_set() and sender.send(message)
+
         # Claiming the turn confirmed it current: frames that follow at once need no read.
-        speaker = Speaker(sender.send, lambda: self._calls.current_turn(call_sid) == call.turn, confirmed_at=claimed_at)
+        speaker = Speaker(send, lambda: self._calls.current_turn(call_sid) == call.turn, confirmed_at=claimed_at)
         outcome = self._agent.take_turn(
             call.history[:-1],
             text,
@@ -160,45 +330,46 @@ class VoiceRelay:
             on_handoff=on_handoff,
             escalation=forced,
             speak=speaker.feed,
+            deadline=deadline,
         )
+        if abandoned.is_set():
+            return "", ""
         if speaker.finish():
             history = (*call.history, Turn("assistant", outcome.reply))[-self._policy.history_limit :]
             self._calls.finish_turn(
                 call_sid, turn=call.turn, history=history, unresolved_attempts=outcome.unresolved_attempts
             )
         else:
-            log.info("turn %d of call %s was interrupted or its socket closed", call.turn, call_sid)
-        if outcome.handed_off:
-            # Even if the caller talked over the goodbye: they asked for a person and get one.
-            self._send_end(call_sid, sender)
-        return outcome.trigger if outcome.handed_off else ""
+            log.info("turn %d of call %s was interrupted or a post failed", call.turn, call_sid)
+        if not outcome.handed_off or abandoned.is_set():
+            return "", ""
+        # Even if the caller talked over the goodbye: they asked for a person and get one.
+        return outcome.trigger, self._promises.keep(call_sid, call.connection_id, sender, deadline=deadline)
 
-    def _send_end(self, call_sid: str, sender: FrameSender) -> None:
-        payload_json = self._calls.take_handoff_for_end(call_sid)
-        if payload_json is None:
-            log.info("call %s: end already sent for its handoff", call_sid)
-            return
-        if not sender.send(End(handoff_data=payload_json)):
-            # The stored payload is still there: the action callback routes the call with it.
-            log.warning("call %s: end not delivered; the action callback will use the stored handoff", call_sid)
-
-    def _emergency_handoff(self, call_sid: str, conversation_id: str, sender: FrameSender) -> None:
-        payload = self._payload(conversation_id, "The AI agent hit a technical problem during the call.")
+    def _fallback(
+        self,
+        call: CallSession,
+        connection_id: str,
+        sender: FrameSender,
+        deadline: Deadline | None,
+        reason: str,
+    ) -> str:
+        """Apologise, store a handoff and send its `end`: what a turn that failed or ran out of time owes."""
+        payload = self._payload(call.conversation_id, reason)
         try:
-            self._calls.store_handoff(call_sid, payload_json=payload.to_json(), reason="agent_error")
-        except Exception:
-            log.exception("could not store the emergency handoff for call %s", call_sid)
-        sender.send(Text(token=f"{AGENT_TROUBLE} Let me connect you with a person.", last=True))
-        sender.send(End(handoff_data=payload.to_json()))
-
-    def _on_interrupt(self, connection_id: str, interrupt: Interrupt) -> None:
-        call_sid = self._call_sid(connection_id)
-        if call_sid is None:
-            log.warning("interrupt for an unknown connection %s: dropped", connection_id)
-            return
-        self._calls.record_interrupt(
-            call_sid, interrupt.utterance_until_interrupt, history_limit=self._policy.history_limit
-        )
+            stored = self._calls.store_handoff(
+                call.call_sid, payload_json=payload.to_json(), reason=payload.attributes["reason"], due=_due(None)
+            )
+        except StoreError:
+            # The store is down: the caller still hears why and gets an `end` built here.
+            log.exception("could not store the fallback handoff for call %s", call.call_sid)
+            sender.send(Text(token=TROUBLE_LINE, last=True))
+            return "sent" if sender.send(End(handoff_data=payload.to_json())) else "failed"
+        # Not stored: the turn had stored its own first, which is owed if still pending (its goodbye
+        # may not have been said: the apology is said again rather than not at all).
+        if stored or self._calls.get_call(call.call_sid).handoff_state == "pending":
+            sender.send(Text(token=TROUBLE_LINE, last=True))
+        return self._promises.keep(call.call_sid, connection_id, sender, deadline=deadline)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -210,16 +381,18 @@ class VoiceRelay:
             store_id=self._policy.memory_store_id,
         )
 
-    def _call_sid(self, connection_id: str) -> str | None:
+    def _call_sid(self, connection_id: str, deadline: Deadline | None, *, wait: bool = True) -> str | None:
         call_sid = self._call_of.get(connection_id)
         if call_sid:
             log_context.bind(call_sid=call_sid)
-        deadline = time.monotonic() + SETUP_GRACE_SECONDS
+        grace = Deadline.after(SETUP_GRACE_SECONDS if wait else 0)
+        if deadline is not None:
+            grace = deadline.within(grace.remaining())
         while call_sid is None:
             call_sid = self._calls.call_for_connection(connection_id)
             if call_sid:
                 self._remember(connection_id, call_sid)
-            elif time.monotonic() >= deadline:
+            elif grace.expired():
                 return None
             else:
                 # Frames are separate invocations: this one may have overtaken the setup still being stored.
@@ -232,3 +405,9 @@ class VoiceRelay:
         self._call_of.move_to_end(connection_id)
         while len(self._call_of) > 1024:
             self._call_of.popitem(last=False)
+
+
+def _due(deadline: Deadline | None) -> int:
+    """When the `end` of a handoff stored now is overdue: after this invocation's deadline and its reserve."""
+    remaining = deadline.remaining() if deadline is not None else 0.0
+    return int(time.time() + remaining) + PROMISE_GRACE_SECONDS

@@ -9,15 +9,27 @@ from .protocol import OutboundMessage
 
 log = logging.getLogger(__name__)
 
+_GONE = ("GoneException", "410")
+
+
+def _code(exc: Exception) -> str:
+    return str(((getattr(exc, "response", None) or {}).get("Error") or {}).get("Code", type(exc).__name__))
+
 
 class ApiGatewaySender:
-    """One connection's outbound side. `send` answers False once the connection is gone (410)."""
+    """One connection's outbound side.
+
+    `send` answers False when a post failed. Only a 410 (GoneException) means the connection is
+    gone for good (`gone`); any other failure (a throttle that outlived the SDK's retries, a
+    read timeout) is one lost post, and the next one is tried.
+    """
 
     def __init__(self, client: Any, connection_id: str) -> None:
         self._client = client
         self._connection_id = connection_id
         self.gone = False
         self.sent = 0
+        self.failed = 0
 
     def send(self, message: OutboundMessage) -> bool:
         if self.gone:
@@ -25,12 +37,22 @@ class ApiGatewaySender:
         try:
             self._client.post_to_connection(ConnectionId=self._connection_id, Data=message.frame().encode("utf-8"))
         except Exception as exc:
-            code = ((getattr(exc, "response", None) or {}).get("Error") or {}).get("Code", type(exc).__name__)
-            if code in ("GoneException", "410"):
+            code = _code(exc)
+            if code in _GONE:
                 log.info("connection %s is gone; nothing more is sent", self._connection_id)
+                self.gone = True
             else:
-                log.warning("posting to connection %s failed: %s", self._connection_id, code)
-            self.gone = True
+                log.warning("posting a %s frame to connection %s failed: %s", message.type, self._connection_id, code)
+                self.failed += 1
             return False
         self.sent += 1
         return True
+
+    def close(self) -> None:
+        """Close the socket (a refused setup): API Gateway's DeleteConnection."""
+        self.gone = True
+        try:
+            self._client.delete_connection(ConnectionId=self._connection_id)
+        except Exception as exc:
+            if _code(exc) not in _GONE:
+                log.warning("closing connection %s failed: %s", self._connection_id, _code(exc))

@@ -10,6 +10,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from ..handoff import HandoffPayload
 from ..payload_limits import enqueue_task_attributes
+from .binding import PARAMETER as BINDING_PARAMETER
 
 TWILIO_WEBHOOKS_BASE = "https://webhooks.twilio.com"
 
@@ -24,12 +25,15 @@ class RelayOptions:
     transcription_provider: str | None = None
 
 
-def connect_relay(*, action_url: str, options: RelayOptions, parameters: dict[str, str], greet: bool = True) -> str:
-    """`<Connect action><ConversationRelay>`; data rides in `<Parameter>`, never in the wss query."""
+def connect_relay(
+    *, action_url: str, options: RelayOptions, parameters: dict[str, str], binding: str, greet: bool = True
+) -> str:
+    """`<Connect action><ConversationRelay>`; data rides in `<Parameter>`. The socket binding rides
+    in both: the wss query (`$connect` sees it) and a `<Parameter>` (`setup` repeats it)."""
     response = VoiceResponse()
     connect = response.connect(action=action_url, method="POST")
     attributes = {
-        "url": options.websocket_url,
+        "url": f"{options.websocket_url}?{urlencode({BINDING_PARAMETER: binding})}",
         "language": options.language,
         "dtmf_detection": True,
         "interruptible": "any",
@@ -44,7 +48,7 @@ def connect_relay(*, action_url: str, options: RelayOptions, parameters: dict[st
         if value:
             attributes[name] = value
     relay = connect.conversation_relay(**attributes)
-    for name, value in parameters.items():
+    for name, value in {**parameters, BINDING_PARAMETER: binding}.items():
         relay.parameter(name=name, value=value)
     return str(response)
 
