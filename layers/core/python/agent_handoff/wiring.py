@@ -83,11 +83,16 @@ def chat_provider(current: Settings) -> Any:
         from .agent.bedrock import BedrockConverseProvider
 
         current.require("BEDROCK_MODEL_ID")
+        # One client, its read timeout the per-call cap; the provider bounds each call by the turn's deadline.
+        # No retry: `max_attempts` would count retries (1 meant two calls); a retry cannot fit the budget.
+        cap = current.llm_timeout_seconds
         config = Config(
-            connect_timeout=3, read_timeout=current.llm_timeout_seconds, retries={"mode": "standard", "max_attempts": 1}
+            connect_timeout=min(3.0, cap), read_timeout=cap, retries={"mode": "standard", "total_max_attempts": 1}
         )
         return BedrockConverseProvider(
-            client=boto3.client("bedrock-runtime", config=config), model_id=current.bedrock_model_id
+            client=boto3.client("bedrock-runtime", config=config),
+            model_id=current.bedrock_model_id,
+            timeout_seconds=cap,
         )
     from .agent.rules import RulesProvider
 
