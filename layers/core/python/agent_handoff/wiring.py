@@ -6,6 +6,7 @@ keeps it for the warm invocations that follow. `reset()` forgets everything (tes
 
 from __future__ import annotations
 
+import math
 import os
 from functools import cache, lru_cache
 from typing import Any
@@ -64,6 +65,23 @@ def session_store() -> Any:
 
     current = settings().require("SESSIONS_TABLE_NAME")
     return SessionStore(aws_client("dynamodb"), current.sessions_table_name)
+
+
+def check_llm_budget(context: Any, *, reserve_seconds: float) -> None:
+    """Once per cold start: one model call and the fallback's reserve fit in the function's timeout.
+
+    Lambda names no variable for the timeout; the first invocation's remaining time, taken before
+    it has spent any and rounded up to whole seconds (as timeouts are set), is the timeout itself.
+    """
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining_ms):
+        _llm_budget_fits(math.ceil(remaining_ms() / 1000), reserve_seconds)
+
+
+@lru_cache(maxsize=1)
+def _llm_budget_fits(function_timeout_seconds: int, reserve_seconds: float) -> bool:
+    settings().check_llm_fits(function_timeout_seconds, reserve_seconds=reserve_seconds)
+    return True
 
 
 def chat_provider(current: Settings) -> Any:
@@ -220,5 +238,6 @@ def reset() -> None:
         voice_calls,
         voice_relay,
         management_client,
+        _llm_budget_fits,
     ):
         getter.cache_clear()
