@@ -67,7 +67,7 @@ def test_duplicate_while_the_first_is_in_progress_waits_for_its_reply(aws):
 
     def finish_first(seconds):
         if next(ticks) == 2:  # the first invocation finishes while the duplicate polls
-            service._answer(message("hi", sid), claim.token, Deadline.after(10))
+            service._answer(message("hi", sid), claim.token, Deadline.after(10), Deadline.after(10))
 
     waiting = SmsService(store, service._agent, service._policy, sleep=finish_first)
 

@@ -9,10 +9,15 @@ Order of work, and why:
    stream INSERT is the dispatch outbox, so the customer is told about a handoff only
    after it is durably recorded, and it cannot be recorded twice.
 
+Two horizons: the model must be done in time for the reply to reach Twilio inside its window
+(less the seconds kept for the commit); the commit, its retries and a duplicate's wait may use
+the runtime's whole remaining time, since a committed reply is what a Twilio retry receives and
+a committed handoff reaches a person either way.
+
 The agent is asked at most once per message: when the commit loses a race (another message of
 the same customer committed first), the decided turn is applied to the conversation as it now
 is; when DynamoDB was only busy (a conflicting transaction, throttling), the same commit is sent
-again after a pause. Both within the deadline, whose last seconds are kept for the commit.
+again after a pause.
 """
 
 from __future__ import annotations
@@ -57,8 +62,8 @@ MAX_REBASES = 5
 
 
 def webhook_deadline(context: Any) -> Deadline:
-    """When the answer must be ready: the runtime's remaining time less its reserve, inside Twilio's window."""
-    return Deadline.from_context(context, reserve_seconds=RUNTIME_RESERVE_SECONDS, cap_seconds=ANSWER_WITHIN_SECONDS)
+    """Until when this invocation may work: the runtime's remaining time less its reserve."""
+    return Deadline.from_context(context, reserve_seconds=RUNTIME_RESERVE_SECONDS)
 
 
 def claim_lease_seconds(context: Any) -> int:
@@ -81,8 +86,6 @@ class SmsPolicy(NamedTuple):
     session_ttl_seconds: int
     hold_seconds: int
     hold_message: str
-    # At most how long a duplicate webhook waits for the first one's reply (the deadline bounds it too).
-    duplicate_wait_seconds: float = ANSWER_WITHIN_SECONDS
 
 
 class SmsReply(NamedTuple):
@@ -122,9 +125,13 @@ class SmsService:
     def handle(
         self, message: InboundSms, *, deadline: Deadline | None = None, lease_seconds: int = CLAIM_LEASE_SECONDS
     ) -> SmsReply:
-        """Answer one webhook by `deadline` (without one: Twilio's window from now, on this service's clock)."""
+        """Answer one webhook; `deadline` is the runtime's (without one: Twilio's window, on this service's clock).
+
+        The model's turn ends in time for the reply to make Twilio's window, whatever the runtime allows.
+        """
         if deadline is None:
             deadline = Deadline.after(ANSWER_WITHIN_SECONDS, clock=self._clock)
+        answer_by = deadline.within(ANSWER_WITHIN_SECONDS)
         claim = self._store.claim_message(message.message_sid, now=int(self._clock()), lease_seconds=lease_seconds)
         if claim.state in ("in_progress", "free"):
             claim = self._await_first_delivery(message.message_sid, deadline, lease_seconds)
@@ -134,7 +141,7 @@ class SmsService:
             # The first delivery is still working and will answer it; a second answer would be a duplicate.
             return SmsReply(text=None, duplicate=True)
         try:
-            return self._answer(message, claim.token, deadline)
+            return self._answer(message, claim.token, deadline, answer_by)
         except BaseException:
             self._store.release_message(message.message_sid, claim.token)
             raise
@@ -146,8 +153,7 @@ class SmsService:
         nobody: so wait for it to be stored and repeat it, and if the first delivery failed (it
         released its claim, or its lease is over so its runtime has ended) answer here instead.
         """
-        waiting = min(self._policy.duplicate_wait_seconds, deadline.remaining() - COMMIT_RESERVE_SECONDS)
-        until = deadline.within(waiting)
+        until = deadline.within(deadline.remaining() - COMMIT_RESERVE_SECONDS)
         while not until.expired():
             self._sleep(min(POLL_SECONDS, until.remaining()))
             claim = self._store.message_reply(message_sid)
@@ -161,9 +167,9 @@ class SmsService:
                     return claim
         return MessageClaim(state="in_progress")
 
-    def _answer(self, message: InboundSms, token: str, deadline: Deadline) -> SmsReply:
+    def _answer(self, message: InboundSms, token: str, deadline: Deadline, answer_by: Deadline) -> SmsReply:
         key = conversation_key(CHANNEL, message.customer, message.agent_number)
-        turn_deadline = deadline.within(deadline.remaining() - COMMIT_RESERVE_SECONDS)
+        turn_deadline = answer_by.within(answer_by.remaining() - COMMIT_RESERVE_SECONDS)
         decided: _Decided | None = None
         rebases = 0
         while True:
