@@ -54,9 +54,8 @@ class OpenAIChatProvider:
         body = self._body(system, messages, tools)
 
         def post() -> httpx.Response:
-            response = self._client.post("/chat/completions", json=body, timeout=_timeout(until))
-            response.read()  # the whole body inside the bounded call: it may trickle too
-            return response
+            # Not streamed, so httpx reads the whole body here, inside the bounded call: it may trickle too.
+            return self._client.post("/chat/completions", json=body, timeout=_timeout(until))
 
         try:
             response = bounded.call(post, until, what="LLM request")
