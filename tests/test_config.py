@@ -150,3 +150,22 @@ def test_settings_are_frozen():
     settings = Settings.from_mapping(sample.environment())
     with pytest.raises(AttributeError):
         settings.history_limit = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("llm_timeout", "function_timeout", "fits"), [("8", 20, True), ("16.5", 20, True), ("17", 20, False)]
+)
+def test_an_llm_budget_must_fit_the_function_timeout_with_the_fallback_s_reserve(llm_timeout, function_timeout, fits):
+    settings = Settings.from_mapping(sample.environment(LLM_PROVIDER="openai", LLM_TIMEOUT_SECONDS=llm_timeout))
+    if fits:
+        assert settings.check_llm_fits(function_timeout, reserve_seconds=3.5) is settings
+        return
+    with pytest.raises(ConfigError) as error:
+        settings.check_llm_fits(function_timeout, reserve_seconds=3.5)
+    message = str(error.value)
+    assert "LLM_TIMEOUT_SECONDS (17 s)" in message and "Timeout (20 s" in message and "at most 16.5" in message
+
+
+def test_the_rules_agent_calls_no_model_and_needs_no_budget():
+    settings = Settings.from_mapping(sample.environment(LLM_PROVIDER="rules", LLM_TIMEOUT_SECONDS="25"))
+    assert settings.check_llm_fits(10, reserve_seconds=3.5) is settings

@@ -25,8 +25,8 @@ def test_lambda_dying_after_the_commit_but_before_the_reply(aws, studio, lambda_
     event = human_event()
     real_handle = SmsService.handle
 
-    def commit_then_die(self, message):
-        real_handle(self, message)
+    def commit_then_die(self, message, **kwargs):
+        real_handle(self, message, **kwargs)
         raise SystemExit("the runtime was killed before the TwiML went out")
 
     monkeypatch.setattr(SmsService, "handle", commit_then_die)

@@ -6,6 +6,7 @@ import pytest
 
 from agent_handoff import wiring
 from agent_handoff.agent.rules import RulesProvider
+from agent_handoff.deadline import Deadline
 from agent_handoff.errors import StoreError
 from agent_handoff.sms.service import InboundSms
 from conftest import load_handler
@@ -66,7 +67,7 @@ def test_duplicate_while_the_first_is_in_progress_waits_for_its_reply(aws):
 
     def finish_first(seconds):
         if next(ticks) == 2:  # the first invocation finishes while the duplicate polls
-            service._answer(message("hi", sid), claim.token)
+            service._answer(message("hi", sid), claim.token, Deadline.after(10), Deadline.after(10))
 
     waiting = SmsService(store, service._agent, service._policy, sleep=finish_first)
 

@@ -1,7 +1,8 @@
-"""A loopback OpenAI-compatible Chat Completions server that streams a scripted reply slowly.
+"""Loopback OpenAI-compatible Chat Completions servers.
 
-It stands in for a real model in benchmarks and demos: each chunk arrives after `delay`
-seconds, as tokens do from a real model, so time-to-first-word can be measured.
+`StreamingLlmFake` stands in for a real model in benchmarks and demos: each chunk arrives after
+`delay` seconds, as tokens do from a real model, so time-to-first-word can be measured.
+`ScriptedLlmFake` plays exact answers (malformed ones, trickling ones) for fault tests.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from http.server import BaseHTTPRequestHandler
+from typing import Any, NamedTuple
 
 from devtools.fakes.loopback import LoopbackServer, QuietHandler
 
@@ -61,3 +63,71 @@ class StreamingLlmFake:
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
+
+
+class LlmAnswer(NamedTuple):
+    """One scripted answer: raw bytes, sent `piece` bytes at a time with `dribble` seconds between pieces."""
+
+    body: bytes
+    status: int = 200
+    content_type: str = "application/json"
+    dribble: float = 0.0
+    piece: int = 16
+
+    @classmethod
+    def json(cls, answer: Any, **kwargs: Any) -> LlmAnswer:
+        return cls(json.dumps(answer).encode(), **kwargs)
+
+    @classmethod
+    def sse(cls, *chunks: Any, done: bool = True, **kwargs: Any) -> LlmAnswer:
+        """Server-sent events, one `data:` line per chunk; with `dribble`, one chunk at a time."""
+        lines = [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks]
+        if done:
+            lines.append(b"data: [DONE]\n\n")
+        piece = max((len(line) for line in lines), default=1)
+        return cls(b"".join(lines), content_type="text/event-stream", piece=kwargs.pop("piece", piece), **kwargs)
+
+
+class ScriptedLlmFake:
+    """A loopback OpenAI-compatible endpoint that plays scripted answers, the last one repeated.
+
+    It records every request body, so a test can count model calls. A client that gives up
+    mid-answer leaves the server writing into a closed socket, which it ignores.
+    """
+
+    def __init__(self, *answers: LlmAnswer) -> None:
+        self.answers = list(answers)
+        self.requests: list[dict] = []
+        fake = self
+
+        class Handler(QuietHandler):
+            def do_POST(self) -> None:
+                fake.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                answer = fake.answers.pop(0) if len(fake.answers) > 1 else fake.answers[0]
+                try:
+                    self.send_response(answer.status)
+                    self.send_header("Content-Type", answer.content_type)
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    self.end_headers()
+                    for start in range(0, len(answer.body), answer.piece):
+                        if answer.dribble and start:
+                            time.sleep(answer.dribble)
+                        self.wfile.write(answer.body[start : start + answer.piece])
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self._loop = LoopbackServer(Handler).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"{self._loop.url}/v1"
+
+    def stop(self) -> None:
+        self._loop.stop()
+
+    def __enter__(self) -> ScriptedLlmFake:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -3,7 +3,7 @@
 from agent_handoff import wiring
 from agent_handoff.masking import mask_phone
 from agent_handoff.observability import function_logger, metric, route_core_logs
-from agent_handoff.sms.service import InboundSms
+from agent_handoff.sms.service import FALLBACK_RESERVE_SECONDS, InboundSms, claim_lease_seconds, webhook_deadline
 from agent_handoff.sms.twiml import message_reply
 from agent_handoff.webhook_handler import twilio_webhook
 from agent_handoff.webhooks import responses
@@ -11,8 +11,10 @@ from agent_handoff.webhooks import responses
 logger = function_logger("inbound-sms")
 
 
-@twilio_webhook("MessageSid", "From", "To", logger=logger)
-def answer(request, event):
+@twilio_webhook("MessageSid", "From", "To", logger=logger, with_context=True)
+def answer(request, event, context):
+    deadline = webhook_deadline(context)
+    wiring.check_llm_budget(context, reserve_seconds=FALLBACK_RESERVE_SECONDS)
     params = request.params
     logger.append_keys(message_sid=params["MessageSid"], customer=mask_phone(params["From"]))
     message = InboundSms(
@@ -21,7 +23,7 @@ def answer(request, event):
         agent_number=params["To"],
         body=params.get("Body", ""),
     )
-    reply = wiring.sms_service().handle(message)
+    reply = wiring.sms_service().handle(message, deadline=deadline, lease_seconds=claim_lease_seconds(context))
     logger.append_keys(conversation_id=reply.conversation_id or None)
     logger.info(
         "replied", extra={"duplicate": reply.duplicate, "handed_off": reply.handed_off, "on_hold": reply.on_hold}

@@ -29,5 +29,9 @@ class ConcurrentUpdate(StoreError):
         self.existing = existing
 
 
+class StoreBusy(StoreError):
+    """DynamoDB refused for now (throttling, a conflicting transaction): the same write may succeed soon."""
+
+
 class ProviderError(Exception):
     """The LLM provider failed, timed out or answered something unusable."""

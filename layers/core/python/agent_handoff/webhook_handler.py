@@ -13,13 +13,17 @@ from typing import Any
 from . import wiring
 from .errors import ConfigError, StoreError, WebhookRejected
 from .webhooks import responses
-from .webhooks.request import WebhookRequest, require_account, require_fields, verified_request
+from .webhooks.request import require_account, require_fields, verified_request
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def twilio_webhook(*required_fields: str, logger: Any) -> Callable[[Callable[..., dict[str, Any]]], Handler]:
-    def decorate(body: Callable[[WebhookRequest, dict[str, Any]], dict[str, Any]]) -> Handler:
+def twilio_webhook(
+    *required_fields: str, logger: Any, with_context: bool = False
+) -> Callable[[Callable[..., dict[str, Any]]], Handler]:
+    """`with_context`: the body is called as body(request, event, context), to work to the runtime's deadline."""
+
+    def decorate(body: Callable[..., dict[str, Any]]) -> Handler:
         @functools.wraps(body)
         def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             try:
@@ -29,7 +33,7 @@ def twilio_webhook(*required_fields: str, logger: Any) -> Callable[[Callable[...
                 )
                 require_account(request.params, settings.twilio_account_sid)
                 require_fields(request.params, *required_fields)
-                return body(request, event)
+                return body(request, event, context) if with_context else body(request, event)
             except WebhookRejected as exc:
                 logger.warning("webhook refused", extra={"status": exc.status, "reason": exc.reason})
                 return responses.rejection(exc)

@@ -6,6 +6,7 @@ keeps it for the warm invocations that follow. `reset()` forgets everything (tes
 
 from __future__ import annotations
 
+import math
 import os
 from functools import cache, lru_cache
 from typing import Any
@@ -67,6 +68,23 @@ def session_store() -> Any:
     return SessionStore(aws_client("dynamodb"), current.sessions_table_name)
 
 
+def check_llm_budget(context: Any, *, reserve_seconds: float) -> None:
+    """Once per cold start: one model call and the fallback's reserve fit in the function's timeout.
+
+    Lambda names no variable for the timeout; the first invocation's remaining time, taken before
+    it has spent any and rounded up to whole seconds (as timeouts are set), is the timeout itself.
+    """
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining_ms):
+        _llm_budget_fits(math.ceil(remaining_ms() / 1000), reserve_seconds)
+
+
+@lru_cache(maxsize=1)
+def _llm_budget_fits(function_timeout_seconds: int, reserve_seconds: float) -> bool:
+    settings().check_llm_fits(function_timeout_seconds, reserve_seconds=reserve_seconds)
+    return True
+
+
 def chat_provider(current: Settings) -> Any:
     if current.llm_provider == "openai":
         from .agent.openai_chat import OpenAIChatProvider
@@ -84,11 +102,16 @@ def chat_provider(current: Settings) -> Any:
         from .agent.bedrock import BedrockConverseProvider
 
         current.require("BEDROCK_MODEL_ID")
+        # One client, its read timeout the per-call cap; the provider bounds each call by the turn's deadline.
+        # No retry: `max_attempts` would count retries (1 meant two calls); a retry cannot fit the budget.
+        cap = current.llm_timeout_seconds
         config = Config(
-            connect_timeout=3, read_timeout=current.llm_timeout_seconds, retries={"mode": "standard", "max_attempts": 1}
+            connect_timeout=min(3.0, cap), read_timeout=cap, retries={"mode": "standard", "total_max_attempts": 1}
         )
         return BedrockConverseProvider(
-            client=boto3.client("bedrock-runtime", config=config), model_id=current.bedrock_model_id
+            client=boto3.client("bedrock-runtime", config=config),
+            model_id=current.bedrock_model_id,
+            timeout_seconds=cap,
         )
     from .agent.rules import RulesProvider
 
@@ -236,5 +259,6 @@ def reset() -> None:
         voice_calls,
         voice_relay,
         management_client,
+        _llm_budget_fits,
     ):
         getter.cache_clear()

@@ -1,22 +1,41 @@
-"""Amazon Bedrock's Converse API with tool use."""
+"""Amazon Bedrock's Converse API with tool use.
+
+A botocore client's timeouts are fixed when it is made and bound each socket read, not a call.
+A client per remaining time would cost a client's creation (tens of milliseconds: its service
+model, endpoint rules) and a new TLS connection on every call. So the one client is made with
+the per-call cap (LLM_TIMEOUT_SECONDS) as its read timeout and no retries, a call that has less
+than `bounded.MIN_CALL_SECONDS` left is not started, and the turn waits for a started call only
+until its deadline (`bounded.call`): the abandoned request ends by the client's read timeout.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ProviderError
-from .messages import ChatMessage, Completion, ToolCall, ToolSpec
+from . import answers, bounded
+from .messages import ChatMessage, Completion, ToolSpec
+
+if TYPE_CHECKING:
+    from ..deadline import Deadline
 
 
 class BedrockConverseProvider:
-    def __init__(self, *, client: Any, model_id: str) -> None:
+    def __init__(self, *, client: Any, model_id: str, timeout_seconds: float = 8.0) -> None:
         self._client = client
         self._model_id = model_id
+        self._cap = timeout_seconds
 
     def complete(
-        self, system: str, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], *, deadline: Any = None
+        self,
+        system: str,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec],
+        *,
+        deadline: Deadline | None = None,
     ) -> Completion:
+        until = bounded.call_deadline(deadline, self._cap)
         request: dict[str, Any] = {
             "modelId": self._model_id,
             "system": [{"text": system}],
@@ -30,29 +49,38 @@ class BedrockConverseProvider:
                 ]
             }
         try:
-            response = self._client.converse(**request)
-        except Exception as exc:
+            response = bounded.call(lambda: self._client.converse(**request), until, what="Bedrock Converse")
+        except ProviderError:
+            raise
+        except Exception as exc:  # botocore's errors, and its parser's on a malformed answer
             code = ((getattr(exc, "response", None) or {}).get("Error") or {}).get("Code")
             raise ProviderError(f"Bedrock Converse failed: {code or type(exc).__name__}") from None
-        try:
-            content = response["output"]["message"]["content"]
-        except (KeyError, TypeError):
-            raise ProviderError("Bedrock Converse answered without output.message.content") from None
-        texts, calls = [], []
-        for block in content or []:
-            if "text" in block:
-                texts.append(block["text"])
-            elif "toolUse" in block:
-                use = block["toolUse"]
-                arguments = use.get("input")
-                calls.append(
-                    ToolCall(
-                        id=str(use.get("toolUseId", "")),
-                        name=str(use.get("name", "")),
-                        arguments=arguments if isinstance(arguments, dict) else None,
-                    )
+        return _completion(response)
+
+
+def _completion(response: Any) -> Completion:
+    output = answers.obj(answers.obj(response, "Converse response").get("output"), "Converse output")
+    message = answers.obj(output.get("message"), "Converse output.message")
+    texts, calls = [], []
+    for index, raw in enumerate(answers.items(message.get("content"), "Converse message content")):
+        block = answers.obj(raw, f"Converse content[{index}]")
+        if "text" in block:
+            texts.append(answers.text(block["text"], f"Converse content[{index}].text"))
+        elif "toolUse" in block:
+            use = answers.obj(block["toolUse"], f"Converse content[{index}].toolUse")
+            what = f"Converse content[{index}].toolUse"
+            arguments = use.get("input")  # already a JSON document: a string in it is not JSON to parse again
+            calls.append(
+                answers.tool_call(
+                    use.get("toolUseId"),
+                    use.get("name"),
+                    arguments if isinstance(arguments, dict) else None,
+                    index=index,
+                    what=what,
                 )
-        return Completion(text="".join(texts).strip(), tool_calls=tuple(calls))
+            )
+        # Other blocks (reasoning, citations, ...) are not for the customer.
+    return Completion(text="".join(texts).strip(), tool_calls=tuple(calls))
 
 
 def _wire_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:

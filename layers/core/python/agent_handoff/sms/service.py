@@ -2,34 +2,74 @@
 
 Order of work, and why:
 1. claim the MessageSid, so a Twilio retry neither calls the LLM again nor hands off twice;
+   a retry that finds the first delivery failed (claim released, or its lease over) takes it;
 2. load the conversation; while it is with a human, the AI stays silent;
-3. run the agent turn; a handoff is only built in memory here;
+3. run the agent turn, by the turn's deadline; a handoff is only decided in memory here;
 4. commit conversation + reply + handoff record in one transaction. The handoff record's
    stream INSERT is the dispatch outbox, so the customer is told about a handoff only
    after it is durably recorded, and it cannot be recorded twice.
+
+Two horizons: the model must be done in time for the reply to reach Twilio inside its window
+(less the seconds kept for the commit); the commit, its retries and a duplicate's wait may use
+the runtime's whole remaining time, since a committed reply is what a Twilio retry receives and
+a committed handoff reaches a person either way.
+
+The agent is asked at most once per message: when the commit loses a race (another message of
+the same customer committed first), the decided turn is applied to the conversation as it now
+is; when DynamoDB was only busy (a conflicting transaction, throttling), the same commit is sent
+again after a pause.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import random
 import time
 import uuid
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .. import log_context
-from ..agent.turn import Agent
-from ..errors import ConcurrentUpdate
+from ..agent.turn import Agent, TurnOutcome
+from ..deadline import Deadline
+from ..errors import ConcurrentUpdate, StoreBusy
 from ..handoff import build_payload, tool_result
 from ..masking import mask_phone
-from ..storage.records import Conversation, HandoffRecord, Hold, Turn, TurnCommit
+from ..storage.records import Conversation, HandoffRecord, Hold, MessageClaim, Turn, TurnCommit
 from ..storage.session_store import SessionStore, conversation_key
+from .twiml import MAX_SMS_CHARS
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "SMS"
-CLAIM_LEASE_SECONDS = 30  # longer than a whole turn may take (the webhook itself gives up at 15 s)
-COMMIT_ATTEMPTS = 3
+# Twilio waits 15 s for the answer, counted from before API Gateway (and a cold start) ran.
+TWILIO_WINDOW_SECONDS = 15.0
+WINDOW_MARGIN_SECONDS = 2.5
+ANSWER_WITHIN_SECONDS = TWILIO_WINDOW_SECONDS - WINDOW_MARGIN_SECONDS
+# Kept before the runtime's own timeout, to return the TwiML and flush the logs.
+RUNTIME_RESERVE_SECONDS = 1.0
+# Kept from the agent's turn for the commit, its retries, and the fallback's commit.
+COMMIT_RESERVE_SECONDS = 2.5
+# What must be left of the function's timeout besides one model call (checked at cold start).
+FALLBACK_RESERVE_SECONDS = COMMIT_RESERVE_SECONDS + RUNTIME_RESERVE_SECONDS
+# A claim's lease when the runtime's remaining time is unknown (scripts, tests).
+CLAIM_LEASE_SECONDS = 30
+POLL_SECONDS = 0.25
+COMMIT_BACKOFF_SECONDS = 0.05
+MAX_COMMIT_SENDS = 8
+MAX_REBASES = 5
+
+
+def webhook_deadline(context: Any) -> Deadline:
+    """Until when this invocation may work: the runtime's remaining time less its reserve."""
+    return Deadline.from_context(context, reserve_seconds=RUNTIME_RESERVE_SECONDS)
+
+
+def claim_lease_seconds(context: Any) -> int:
+    """How long this invocation can hold a claim: until the runtime stops it, whatever else happens."""
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    return math.ceil(remaining_ms() / 1000) + 1 if callable(remaining_ms) else CLAIM_LEASE_SECONDS
 
 
 class InboundSms(NamedTuple):
@@ -46,8 +86,6 @@ class SmsPolicy(NamedTuple):
     session_ttl_seconds: int
     hold_seconds: int
     hold_message: str
-    # How long a duplicate webhook waits for the first one's reply before answering empty.
-    duplicate_wait_seconds: float = 5.0
 
 
 class SmsReply(NamedTuple):
@@ -58,6 +96,14 @@ class SmsReply(NamedTuple):
     trigger: str = ""
     conversation_id: str = ""
     on_hold: bool = False
+
+
+class _Decided(NamedTuple):
+    """The agent's answer to one message, kept so that a lost race does not ask the model again."""
+
+    outcome: TurnOutcome
+    handoff_reason: str | None  # what the handoff tool was called with, if it was
+    base_attempts: int  # the unresolved-attempt count the turn started from
 
 
 class SmsService:
@@ -76,80 +122,106 @@ class SmsService:
         self._clock = clock
         self._sleep = sleep
 
-    def handle(self, message: InboundSms) -> SmsReply:
-        now = int(self._clock())
-        claim = self._store.claim_message(message.message_sid, now=now, lease_seconds=CLAIM_LEASE_SECONDS)
+    def handle(
+        self, message: InboundSms, *, deadline: Deadline | None = None, lease_seconds: int = CLAIM_LEASE_SECONDS
+    ) -> SmsReply:
+        """Answer one webhook; `deadline` is the runtime's (without one: Twilio's window, on this service's clock).
+
+        The model's turn ends in time for the reply to make Twilio's window, whatever the runtime allows.
+        """
+        if deadline is None:
+            deadline = Deadline.after(ANSWER_WITHIN_SECONDS, clock=self._clock)
+        answer_by = deadline.within(ANSWER_WITHIN_SECONDS)
+        claim = self._store.claim_message(message.message_sid, now=int(self._clock()), lease_seconds=lease_seconds)
+        if claim.state in ("in_progress", "free"):
+            claim = self._await_first_delivery(message.message_sid, deadline, lease_seconds)
         if claim.state == "done":
             return SmsReply(text=claim.reply or None, duplicate=True)
-        if claim.state == "in_progress":
-            return self._await_first_reply(message.message_sid)
+        if claim.state != "claimed":
+            # The first delivery is still working and will answer it; a second answer would be a duplicate.
+            return SmsReply(text=None, duplicate=True)
         try:
-            return self._answer(message, claim.token)
+            return self._answer(message, claim.token, deadline, answer_by)
         except BaseException:
             self._store.release_message(message.message_sid, claim.token)
             raise
 
-    def _await_first_reply(self, message_sid: str) -> SmsReply:
-        deadline = self._clock() + self._policy.duplicate_wait_seconds
-        while self._clock() < deadline:
-            self._sleep(0.25)
-            claim = self._store.message_reply(message_sid)
-            if claim.state == "done":
-                return SmsReply(text=claim.reply or None, duplicate=True)
-        # The first delivery is still working and will answer it; a second answer would be a duplicate.
-        return SmsReply(text=None, duplicate=True)
+    def _await_first_delivery(self, message_sid: str, deadline: Deadline, lease_seconds: int) -> MessageClaim:
+        """A retry of a webhook another invocation claimed: its stored reply, or the claim once that one failed.
 
-    def _answer(self, message: InboundSms, token: str) -> SmsReply:
-        key = conversation_key(CHANNEL, message.customer, message.agent_number)
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        Twilio retries when it stopped waiting for the first delivery, whose answer then reaches
+        nobody: so wait for it to be stored and repeat it, and if the first delivery failed (it
+        released its claim, or its lease is over so its runtime has ended) answer here instead.
+        """
+        until = deadline.within(deadline.remaining() - COMMIT_RESERVE_SECONDS)
+        while not until.expired():
+            self._sleep(min(POLL_SECONDS, until.remaining()))
+            claim = self._store.message_reply(message_sid)
             now = int(self._clock())
-            conversation = self._store.load_conversation(key) or self._new_conversation(key, message)
+            if claim.state == "done":
+                return claim
+            if claim.state == "free" or claim.lease_until < now:
+                log.info("the first delivery of this message failed; answering it here")
+                claim = self._store.claim_message(message_sid, now=now, lease_seconds=lease_seconds)
+                if claim.state in ("claimed", "done"):
+                    return claim
+        return MessageClaim(state="in_progress")
+
+    def _answer(self, message: InboundSms, token: str, deadline: Deadline, answer_by: Deadline) -> SmsReply:
+        key = conversation_key(CHANNEL, message.customer, message.agent_number)
+        turn_deadline = answer_by.within(answer_by.remaining() - COMMIT_RESERVE_SECONDS)
+        decided: _Decided | None = None
+        rebases = 0
+        while True:
+            now = int(self._clock())
+            conversation = self._current(key, message, now)
             log_context.bind(conversation_id=conversation.conversation_id)
-            if conversation.hold is not None and not conversation.hold.active(now):
-                # The human side is done with it: a fresh conversation for the AI.
-                conversation = self._new_conversation(key, message)._replace(
-                    version=conversation.version, history=conversation.history
-                )
-            commit, reply = self._turn(conversation, message, token, now)
+            if conversation.hold is not None:
+                commit, reply = self._held_turn(conversation, message, token)
+            else:
+                if decided is None:
+                    decided = self._decide(conversation, message, turn_deadline)
+                commit, reply = self._agent_turn(conversation, message, token, decided, now)
             try:
-                self._store.commit_turn(commit, now=now, ttl_seconds=self._policy.session_ttl_seconds)
+                self._commit(commit, now=now, deadline=deadline)
             except ConcurrentUpdate:
-                if attempt == COMMIT_ATTEMPTS:
+                rebases += 1
+                if rebases > MAX_REBASES or deadline.expired():
                     raise
-                log.info("conversation changed concurrently, retrying turn (attempt %d)", attempt)
+                log.info("conversation changed concurrently; applying this turn to its new state (%d)", rebases)
                 continue
             return reply
-        raise AssertionError("unreachable")
 
-    def _turn(
-        self, conversation: Conversation, message: InboundSms, token: str, now: int
-    ) -> tuple[TurnCommit, SmsReply]:
-        limit = self._policy.history_limit
-        if conversation.hold is not None:
-            held = conversation.with_turns(Turn("user", message.body), limit=limit)
-            text = self._policy.hold_message or None
-            commit = TurnCommit(conversation=held, message_sid=message.message_sid, claim_token=token, reply=text)
-            return commit, SmsReply(text=text, conversation_id=conversation.conversation_id, on_hold=True)
+    def _current(self, key: str, message: InboundSms, now: int) -> Conversation:
+        """The conversation as stored, or a new one; a hold that has ended gives the AI a fresh conversation."""
+        conversation = self._store.load_conversation(key) or self._new_conversation(key, message)
+        if conversation.hold is not None and not conversation.hold.active(now):
+            return self._new_conversation(key, message)._replace(
+                version=conversation.version, history=conversation.history
+            )
+        return conversation
 
-        pending: list[HandoffRecord] = []
+    def _commit(self, commit: TurnCommit, *, now: int, deadline: Deadline) -> None:
+        """Send the commit; while DynamoDB is only busy, send it again after a jittered pause, if time allows."""
+        backoff = COMMIT_BACKOFF_SECONDS
+        for send in range(1, MAX_COMMIT_SENDS + 1):
+            try:
+                self._store.commit_turn(commit, now=now, ttl_seconds=self._policy.session_ttl_seconds)
+                return
+            except StoreBusy as exc:
+                # Jitter, so the two writers that conflicted do not meet again at the same moment.
+                pause = backoff * (1 + random.random())
+                if send == MAX_COMMIT_SENDS or deadline.remaining() <= pause:
+                    raise
+                log.info("store busy (%s); sending the commit again in %.2f s", exc, pause)
+                self._sleep(pause)
+                backoff = min(backoff * 2, 1.0)
+
+    def _decide(self, conversation: Conversation, message: InboundSms, deadline: Deadline) -> _Decided:
+        reasons: list[str] = []
 
         def on_handoff(reason: str) -> dict[str, str]:
-            payload = build_payload(
-                conversation_id=conversation.conversation_id,
-                reason=reason,
-                routing_attributes=self._policy.routing_attributes,
-                store_id=self._policy.memory_store_id,
-            )
-            pending[:] = [
-                HandoffRecord(
-                    handoff_id=f"sms-{message.message_sid}",
-                    channel=CHANNEL.lower(),
-                    conversation_key=conversation.key,
-                    to=message.customer,
-                    from_=message.agent_number,
-                    payload_json=payload.to_json(),
-                )
-            ]
+            reasons[:] = [reason]
             # Initiated, because the record is committed with the reply or the reply is never sent.
             return tool_result(CHANNEL)
 
@@ -158,12 +230,46 @@ class SmsService:
             message.body,
             unresolved_attempts=conversation.unresolved_attempts,
             on_handoff=on_handoff,
+            deadline=deadline,
         )
+        return _Decided(outcome, reasons[0] if reasons else None, conversation.unresolved_attempts)
+
+    def _held_turn(self, conversation: Conversation, message: InboundSms, token: str) -> tuple[TurnCommit, SmsReply]:
+        held = conversation.with_turns(Turn("user", message.body), limit=self._policy.history_limit)
+        text = self._policy.hold_message or None
+        commit = TurnCommit(conversation=held, message_sid=message.message_sid, claim_token=token, reply=text)
+        return commit, SmsReply(text=text, conversation_id=conversation.conversation_id, on_hold=True)
+
+    def _agent_turn(
+        self, conversation: Conversation, message: InboundSms, token: str, decided: _Decided, now: int
+    ) -> tuple[TurnCommit, SmsReply]:
+        """The decided turn applied to `conversation`, which may have moved on since the turn was decided."""
+        outcome = decided.outcome
+        text = outcome.reply[:MAX_SMS_CHARS]  # what the customer receives is what history keeps
+        if outcome.handed_off:
+            attempts = 0
+        else:
+            # This turn's change to the count, on top of whatever a concurrent turn made of it.
+            attempts = max(0, conversation.unresolved_attempts + outcome.unresolved_attempts - decided.base_attempts)
         updated = conversation.with_turns(
-            Turn("user", message.body), Turn("assistant", outcome.reply), limit=limit
-        )._replace(unresolved_attempts=outcome.unresolved_attempts)
-        handoff = pending[0] if outcome.handed_off and pending else None
-        if handoff is not None:
+            Turn("user", message.body), Turn("assistant", text), limit=self._policy.history_limit
+        )._replace(unresolved_attempts=attempts)
+        handoff = None
+        if outcome.handed_off and decided.handoff_reason is not None:
+            payload = build_payload(
+                conversation_id=conversation.conversation_id,
+                reason=decided.handoff_reason,
+                routing_attributes=self._policy.routing_attributes,
+                store_id=self._policy.memory_store_id,
+            )
+            handoff = HandoffRecord(
+                handoff_id=f"sms-{message.message_sid}",
+                channel=CHANNEL.lower(),
+                conversation_key=conversation.key,
+                to=message.customer,
+                from_=message.agent_number,
+                payload_json=payload.to_json(),
+            )
             updated = updated._replace(
                 hold=Hold(handoff_id=handoff.handoff_id, reason=outcome.trigger, until=now + self._policy.hold_seconds),
             )
@@ -174,14 +280,10 @@ class SmsService:
                 outcome.trigger,
             )
         commit = TurnCommit(
-            conversation=updated,
-            message_sid=message.message_sid,
-            claim_token=token,
-            reply=outcome.reply,
-            handoff=handoff,
+            conversation=updated, message_sid=message.message_sid, claim_token=token, reply=text, handoff=handoff
         )
         return commit, SmsReply(
-            text=outcome.reply,
+            text=text,
             handed_off=handoff is not None,
             handoff_id=handoff.handoff_id if handoff else "",
             trigger=outcome.trigger if handoff else "",

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..errors import ConcurrentUpdate, StoreError
+from ..errors import ConcurrentUpdate, StoreBusy, StoreError
 from .records import Turn
 
 
@@ -41,9 +41,77 @@ def typed(value: Any) -> dict[str, Any]:
 _PLACEHOLDER = re.compile(r"#(\w+)")
 
 
-def history_attribute(turns: Iterable[Turn]) -> dict[str, Any]:
-    """A conversation's history as a DynamoDB list of {role, text} maps."""
-    return {"L": [{"M": {"role": s(t.role), "text": s(t.text)}} for t in turns]}
+# DynamoDB refuses an item over 400 KB, and a conversation that grew past it would fail on every
+# turn. History (the only part that grows) keeps to this much; the rest of an item (keys, ids, a
+# hold, a payload, one prompt appended before the history is rewritten) fits many times in the
+# other 100 KB.
+ITEM_LIMIT_BYTES = 400 * 1024
+HISTORY_MAX_BYTES = 300 * 1024
+
+
+def attribute_size(value: Mapping[str, Any]) -> int:
+    """A typed value's size as DynamoDB counts it toward the item limit (its name not included).
+
+    Hand-written: boto3 has no such function. Rules from DynamoDB's "Item sizes and formats":
+    strings and binaries their bytes, numbers 1 byte per two significant digits plus 1, a
+    list or map 3 bytes plus 1 per element, a map's keys their UTF-8 bytes.
+    """
+    ((kind, raw),) = value.items()
+    if kind == "S":
+        return len(raw.encode())
+    if kind == "N":
+        return _number_size(raw)
+    if kind == "B":
+        return len(raw)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + attribute_size(element) for element in raw)
+    if kind == "M":
+        return 3 + sum(1 + len(key.encode()) + attribute_size(element) for key, element in raw.items())
+    if kind == "SS":
+        return sum(len(member.encode()) for member in raw)
+    if kind == "NS":
+        return sum(_number_size(member) for member in raw)
+    if kind == "BS":
+        return sum(len(member) for member in raw)
+    raise StoreError(f"unexpected DynamoDB attribute type {kind}")
+
+
+def _number_size(raw: str) -> int:
+    mantissa = raw.lower().split("e")[0].lstrip("+-").replace(".", "").strip("0")
+    return (len(mantissa) + 1) // 2 + 1
+
+
+def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
+    """An item's size as DynamoDB counts it: each attribute's UTF-8 name plus its value."""
+    return sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
+
+
+def history_attribute(turns: Iterable[Turn], *, max_bytes: int = HISTORY_MAX_BYTES) -> dict[str, Any]:
+    """A conversation's history as a DynamoDB list of {role, text} maps, at most `max_bytes` of it.
+
+    The newest turns are kept; when even the newest alone is too big, its text is cut to fit.
+    """
+    kept: list[dict[str, Any]] = []
+    size = 3
+    for turn in reversed(tuple(turns)):
+        element = {"M": {"role": s(turn.role), "text": s(turn.text)}}
+        cost = 1 + attribute_size(element)
+        if size + cost > max_bytes:
+            if not kept:
+                room = max(0, max_bytes - size - (cost - len(turn.text.encode())))
+                kept.append({"M": {"role": s(turn.role), "text": s(_cut(turn.text, room))}})
+            break
+        kept.append(element)
+        size += cost
+    kept.reverse()
+    return {"L": kept}
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    """`text` cut to at most `max_bytes` of UTF-8, never inside a character."""
+    return text.encode()[:max_bytes].decode("utf-8", "ignore")
 
 
 def history_from(items: Iterable[Mapping[str, str]]) -> tuple[Turn, ...]:
@@ -78,10 +146,32 @@ def _error_code(exc: Exception) -> str:
     return str((response.get("Error") or {}).get("Code", ""))
 
 
+# Refusals that say "not now" rather than "no": the same request may succeed after a pause. The
+# SDK has retried them already; a caller with time left may try again (the SMS commit does).
+BUSY_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "TransactionConflictException",
+        "TransactionInProgressException",
+    }
+)
+# The same, as a cancelled transaction's per-item reasons.
+BUSY_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
 class TransactionCancelled(StoreError):
     def __init__(self, reasons: list[str | None]) -> None:
         super().__init__("transaction cancelled")
         self.reasons = reasons
+
+    @property
+    def busy(self) -> bool:
+        """Cancelled only by conflicts or throttling: no condition failed, so the same write may succeed."""
+        return any(r in BUSY_REASONS for r in self.reasons) and all(
+            r in BUSY_REASONS or r in (None, "None") for r in self.reasons
+        )
 
 
 class DynamoTable:
@@ -134,6 +224,8 @@ class DynamoTable:
             if code == "TransactionCanceledException":
                 reasons = [r.get("Code") for r in (exc.response.get("CancellationReasons") or [])]  # type: ignore[attr-defined]
                 raise TransactionCancelled(reasons) from None
+            if code in BUSY_CODES:
+                raise StoreBusy(f"DynamoDB {operation} failed: {code}") from exc
             if code:
                 raise StoreError(f"DynamoDB {operation} failed: {code}") from exc
             if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.startswith(

@@ -59,11 +59,15 @@ class HandoffRecord(NamedTuple):
 
 
 class MessageClaim(NamedTuple):
-    """Result of claiming a webhook by its SID: ours to process, already answered, or in progress."""
+    """A webhook's claim by its SID: ours to process, answered, in progress elsewhere, or free (released).
 
-    state: Literal["claimed", "done", "in_progress"]
+    `lease_until` (epoch seconds) is when an in-progress claim's invocation must have ended.
+    """
+
+    state: Literal["claimed", "done", "in_progress", "free"]
     token: str = ""
     reply: str | None = None
+    lease_until: int = 0
 
 
 class TurnCommit(NamedTuple):

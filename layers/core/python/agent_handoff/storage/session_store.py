@@ -15,11 +15,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ..errors import ConcurrentUpdate, StoreError
+from ..errors import ConcurrentUpdate, StoreBusy, StoreError
 from .dynamo import DynamoTable, TransactionCancelled, history_attribute, history_from, n, plain_item, s
 from .records import Conversation, HandoffRecord, Hold, MessageClaim, TurnCommit
 
 MESSAGE_TTL_SECONDS = 3 * 24 * 3600
+# Claims written before they carried `leaseUntil` count as held for this long after `claimedAt`.
+LEGACY_LEASE_SECONDS = 30
 HANDOFF_TTL_SECONDS = 30 * 24 * 3600
 
 
@@ -39,36 +41,37 @@ class SessionStore(DynamoTable):
     # -- webhook claims ---------------------------------------------------------------
 
     def claim_message(self, message_sid: str, *, now: int, lease_seconds: int) -> MessageClaim:
-        """Claim a webhook for processing; a stale claim (its invocation died) may be taken over."""
+        """Claim a webhook for processing for `lease_seconds`; a claim whose lease ran out may be taken over.
+
+        The lease is how long the claiming invocation can still run: once it is over, that
+        invocation has ended (finished, failed or been stopped by the runtime) without answering.
+        """
         token = uuid.uuid4().hex
         try:
             self._update(
                 message_key(message_sid),
-                "SET kind = :kind, #status = :processing, claimToken = :token, claimedAt = :now, expiresAt = :expires",
-                condition="attribute_not_exists(pk) OR (#status = :processing AND claimedAt < :stale)",
+                "SET kind = :kind, #status = :processing, claimToken = :token, claimedAt = :now, "
+                "leaseUntil = :lease, expiresAt = :expires",
+                condition="attribute_not_exists(pk) OR (#status = :processing AND (leaseUntil < :now OR "
+                "(attribute_not_exists(leaseUntil) AND claimedAt < :stale)))",
                 values={
                     ":kind": "message",
                     ":processing": "processing",
                     ":token": token,
                     ":now": now,
-                    ":stale": now - lease_seconds,
+                    ":lease": now + lease_seconds,
+                    ":stale": now - LEGACY_LEASE_SECONDS,
                     ":expires": now + MESSAGE_TTL_SECONDS,
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ConcurrentUpdate as exc:
-            existing = plain_item(exc.existing or {})
-            if existing.get("status") == "done":
-                return MessageClaim(state="done", reply=existing.get("reply"))
-            return MessageClaim(state="in_progress")
+            return _claim_from(plain_item(exc.existing or {}))
         return MessageClaim(state="claimed", token=token)
 
     def message_reply(self, message_sid: str) -> MessageClaim:
-        item = self._get(message_key(message_sid))
-        if item and item.get("status") == "done":
-            return MessageClaim(state="done", reply=item.get("reply"))
-        # Missing means the first delivery released its claim: still not an answer to repeat.
-        return MessageClaim(state="in_progress")
+        """The webhook's claim as it stands: answered, in progress (until its lease), or free (released)."""
+        return _claim_from(self._get(message_key(message_sid)) or {})
 
     def release_message(self, message_sid: str, token: str) -> None:
         """Give up a claim after a failure, so Twilio's retry can process the webhook."""
@@ -114,7 +117,7 @@ class SessionStore(DynamoTable):
             {
                 "Update": self._request(
                     message_key(commit.message_sid),
-                    update="SET #status = :done, reply = :reply, conversationKey = :conv REMOVE claimToken",
+                    update="SET #status = :done, reply = :reply, conversationKey = :conv REMOVE claimToken, leaseUntil",
                     condition="claimToken = :token",
                     values={
                         ":done": "done",
@@ -135,7 +138,11 @@ class SessionStore(DynamoTable):
                 raise ConcurrentUpdate(
                     f"conversation {conversation.conversation_id} changed since version {conversation.version}"
                 ) from None
-            raise StoreError(f"turn not committed: {', '.join(r or 'None' for r in reasons)}") from None
+            listed = ", ".join(r or "None" for r in reasons)
+            if exc.busy:
+                # Another transaction on one of these items, or throttling: nothing here changed.
+                raise StoreBusy(f"turn not committed, store busy: {listed}") from None
+            raise StoreError(f"turn not committed: {listed}") from None
 
     def _conversation_put(self, conversation: Conversation, *, now: int, ttl_seconds: int) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -279,6 +286,15 @@ class SessionStore(DynamoTable):
             )
         except ConcurrentUpdate:
             pass
+
+
+def _claim_from(item: dict[str, Any]) -> MessageClaim:
+    if not item:
+        return MessageClaim(state="free")
+    if item.get("status") == "done":
+        return MessageClaim(state="done", reply=item.get("reply"))
+    lease_until = item.get("leaseUntil", int(item.get("claimedAt", 0)) + LEGACY_LEASE_SECONDS)
+    return MessageClaim(state="in_progress", lease_until=int(lease_until))
 
 
 def _conversation_from(item: dict[str, Any]) -> Conversation:
