@@ -35,6 +35,7 @@ def handler(event, context):
         if route == "$disconnect":
             logger.info("disconnected")
             return ACCEPTED
+        wiring.check_llm_budget(context, reserve_seconds=RESERVE_SECONDS)
         deadline = Deadline.from_context(context, reserve_seconds=RESERVE_SECONDS)
         endpoint = f"https://{context_.get('domainName')}/{context_.get('stage')}"
         sender = ApiGatewaySender(wiring.management_client(endpoint), connection_id)

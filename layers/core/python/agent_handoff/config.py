@@ -180,7 +180,7 @@ class Settings:
     handoff_release_token: str | None = setting("HANDOFF_RELEASE_TOKEN", parse=text(min_length=24))
     # Signs voice socket bindings (and other short-lived tokens); unset, a key derived from the auth token.
     signing_key: str | None = setting("SIGNING_KEY", parse=text(min_length=32))
-    aws_read_timeout_seconds: float = setting("AWS_CLIENT_READ_TIMEOUT_SECONDS", 5.0, seconds(above=0, maximum=60))
+    aws_read_timeout_seconds: float = setting("AWS_CLIENT_READ_TIMEOUT_SECONDS", 3.0, seconds(above=0, maximum=60))
     studio_max_attempts: int = setting("STUDIO_MAX_ATTEMPTS", 4, integer(minimum=1, maximum=10))
     dispatch_max_deliveries: int = setting("DISPATCH_MAX_DELIVERIES", 5, integer(minimum=1, maximum=50))
 

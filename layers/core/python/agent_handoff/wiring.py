@@ -55,8 +55,9 @@ def aws_client(service: str) -> Any:
     from botocore.config import Config
 
     # Short timeouts and the SDK's standard retries (throttling included), inside Twilio's 15 s window.
+    # total_max_attempts counts the first try; botocore's max_attempts counts only the retries.
     read_timeout = settings().aws_read_timeout_seconds
-    config = Config(connect_timeout=2, read_timeout=read_timeout, retries={"mode": "standard", "max_attempts": 4})
+    config = Config(connect_timeout=1, read_timeout=read_timeout, retries={"mode": "standard", "total_max_attempts": 3})
     return boto3.client(service, config=config)
 
 
