@@ -2,9 +2,9 @@
 
 API Gateway invokes the function once per frame, unordered, so everything a frame needs is
 in DynamoDB: the connection's call, the turn counter, the pending handoff. A prompt claims
-a turn; an interrupt moves past it; the prompt re-reads the turn before a frame whenever the
-last confirmation is older than the speaker's window, so speech the caller talked over is not
-sent. A handoff is stored before the caller hears about it, and an `end` carries it after the
+a turn; an interrupt moves past it; the prompt's frames go out only while the turn is known
+current (speaker.py: the claim, one read, and the turn's closing write confirm it), so speech
+the caller talked over is not sent. A handoff is stored before the caller hears about it, and an `end` carries it after the
 final `text` with `last: true` (promises.py keeps that promise, across invocations if one dies).
 
 A socket belongs to one call: `$connect` must present a binding issued with the call's TwiML
@@ -321,7 +321,8 @@ class VoiceRelay:
         def send(message: OutboundMessage) -> bool:
             return not abandoned.is_set() and sender.send(message)
 
-        # Claiming the turn confirmed it current: frames that follow at once need no read.
+        # Claiming the turn confirmed it current: frames that follow at once need no read (speaker.py
+        # says how a turn is confirmed with three DynamoDB calls at most).
         speaker = Speaker(send, lambda: self._calls.current_turn(call_sid) == call.turn, confirmed_at=claimed_at)
         outcome = self._agent.take_turn(
             call.history[:-1],
@@ -334,12 +335,16 @@ class VoiceRelay:
         )
         if abandoned.is_set():
             return "", ""
-        if speaker.finish():
-            history = (*call.history, Turn("assistant", outcome.reply))[-self._policy.history_limit :]
-            self._calls.finish_turn(
+        history = (*call.history, Turn("assistant", outcome.reply))[-self._policy.history_limit :]
+
+        def commit() -> bool:
+            # The turn's closing write, conditional on the turn: it also tells the speaker whether
+            # an interrupt overtook the turn, so the reply's last frame costs no read of its own.
+            return not abandoned.is_set() and self._calls.finish_turn(
                 call_sid, turn=call.turn, history=history, unresolved_attempts=outcome.unresolved_attempts
             )
-        else:
+
+        if not speaker.finish(commit):
             log.info("turn %d of call %s was interrupted or a post failed", call.turn, call_sid)
         if not outcome.handed_off or abandoned.is_set():
             return "", ""
