@@ -146,7 +146,11 @@ class FakeClock:
 class SlowReply:
     """A speaker fed a reply whose clauses come one confirmation window apart, as a slow model writes."""
 
-    PIECES = ("Our plans start at ten dollars a month. Every plan ", "includes a free trial. You can ", "upgrade any time. ")
+    PIECES = (
+        "Our plans start at ten dollars a month. Every plan ",
+        "includes a free trial. You can ",
+        "upgrade any time. ",
+    )
     LAST = "Annual plans get two months free."
 
     def __init__(self, *, current=True, confirmed_at=None) -> None:

@@ -104,4 +104,3 @@ def test_an_interrupt_during_a_slow_reply_stops_it_within_one_clause(voice_call,
     after = call.say("what are your hours")  # the call goes on normally
     assert after[-1]["last"] is True
     assert_protocol(call)
-
