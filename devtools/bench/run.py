@@ -275,9 +275,13 @@ class AwsCallCounter:
     def __init__(self) -> None:
         import boto3
 
+        from agent_handoff import wiring
+
         boto3.setup_default_session()
         self._calls: dict[str, int] | None = None
         boto3.DEFAULT_SESSION.events.register("before-send", self._count)
+        # The functions make their clients from wiring's botocore session, not boto3's.
+        wiring.aws_session().register("before-send", self._count)
 
     def _count(self, event_name: str, **_: Any) -> None:
         if self._calls is not None:
