@@ -2,7 +2,7 @@
 
 import re
 
-from agent_handoff import wiring
+from agent_handoff import snapshot, wiring
 from agent_handoff.errors import WebhookRejected
 from agent_handoff.masking import mask_phone
 from agent_handoff.observability import function_logger, route_core_logs
@@ -11,6 +11,11 @@ from agent_handoff.webhooks import responses
 from agent_handoff.webhooks.request import query_params, url_beside
 
 logger = function_logger("incoming-call")
+# SnapStart or provisioned concurrency: the first call's imports and SDK models, loaded during init.
+snapshot.prepare(
+    modules=("agent_handoff.voice.calls", "agent_handoff.voice.twiml", "agent_handoff.storage.call_store"),
+    services=("dynamodb", "secretsmanager"),
+)
 FLOW_SID = re.compile(r"^FW[0-9a-fA-F]{32}$")
 
 

@@ -1,6 +1,6 @@
 """VoiceActionFunction: the <Connect action> callback (POST /voice/action) -> route the live call."""
 
-from agent_handoff import wiring
+from agent_handoff import snapshot, wiring
 from agent_handoff.observability import function_logger, metric, route_core_logs
 from agent_handoff.voice.calls import SessionEnd
 from agent_handoff.webhook_handler import twilio_webhook
@@ -8,6 +8,8 @@ from agent_handoff.webhooks import responses
 from agent_handoff.webhooks.request import url_beside
 
 logger = function_logger("voice-action")
+# SnapStart or provisioned concurrency: the first callback's SDK models, loaded during init.
+snapshot.prepare(modules=(), services=("dynamodb", "secretsmanager"))
 
 
 @twilio_webhook("CallSid", "SessionStatus", logger=logger)

@@ -37,6 +37,17 @@ def settings() -> Settings:
     return Settings.from_mapping(environ)
 
 
+def environment_settings() -> Settings:
+    """The settings from the environment alone, never the secret: what may be checked before a
+    SnapStart snapshot (snapshot.py). Not kept: `settings()` is the one to use."""
+    return Settings.from_mapping(dict(os.environ))
+
+
+def initialization_type() -> str:
+    """How Lambda initialised this environment: on-demand, provisioned-concurrency or snap-start."""
+    return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "")
+
+
 def _read_secret(secret_arn: str) -> dict[str, str]:
     import json
 
@@ -63,6 +74,15 @@ def aws_session() -> Any:
     import botocore.session
 
     return botocore.session.get_session()
+
+
+def preload_client(service: str) -> None:
+    """Load what makes a `service` client slow to create (its model, endpoint rules) into the session,
+    without resolving credentials: a throwaway client with placeholder keys, used for nothing."""
+    session = aws_session()
+    region = session.get_config_variable("region") or "us-east-1"
+    placeholder = {"aws_access_key_id": "preload", "aws_secret_access_key": "preload"}  # not a credential
+    session.create_client(service, region_name=region, **placeholder)
 
 
 @cache
