@@ -64,6 +64,7 @@ def test_each_voice_function_is_published_behind_the_alias_live(transformed, opt
         version = alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
         assert raw[version]["Type"] == "AWS::Lambda::Version" and version in resources
         assert raw[version]["Properties"]["FunctionName"] == {"Ref": function}
+        assert raw[version]["DeletionPolicy"] == "Delete"  # a replaced version's snapshot is not kept (billed)
     for function in OTHERS:
         assert not any(k.startswith(f"{function}Alias") or k.startswith(f"{function}Version") for k in resources)
 
