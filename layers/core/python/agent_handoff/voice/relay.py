@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, NamedTuple
 
 from .. import log_context
@@ -53,6 +54,8 @@ PROMISE_GRACE_SECONDS = 10
 # Between the agent's deadline and the turn's: a model stopped at its deadline leaves the agent
 # this long to store its handoff and post its apology and `end` (tens of milliseconds in a region).
 WRAP_UP_SECONDS = 0.5
+# Turns at once in one container: one in Lambda, and a few abandoned ones finishing; more locally.
+TURN_THREADS = 64
 
 __all__ = ["ConnectResult", "FrameResult", "FrameSender", "RelayPolicy", "VoiceRelay"]
 
@@ -100,6 +103,7 @@ class VoiceRelay:
         self._promises = promises or EndPromises(calls)
         # connection -> call is fixed for a connection's life; a warm container skips the lookup.
         self._call_of: OrderedDict[str, str] = OrderedDict()
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- $connect -----------------------------------------------------------------------
 
@@ -265,8 +269,8 @@ class VoiceRelay:
     def _bounded_turn(
         self, call: CallSession, text, sender, forced, claimed_at: float, deadline: Deadline | None
     ) -> tuple[str, str]:
-        """Run the turn, in a worker thread when there is a deadline: at the deadline the worker
-        is abandoned (it posts and stores nothing more) and the caller gets the fallback.
+        """Run the turn on a worker thread when there is a deadline: at the deadline the turn is
+        abandoned (it posts and stores nothing more) and the caller gets the fallback.
 
         The agent's own deadline comes WRAP_UP_SECONDS earlier, so a model that stops on time
         still lets the agent say its own apology and post its `end` before the fallback would.
@@ -274,24 +278,30 @@ class VoiceRelay:
         if deadline is None:
             return self._run_turn(call, text, sender, forced, claimed_at, None, threading.Event())
         abandoned = threading.Event()
-        box: dict[str, Any] = {}
         agent_deadline = deadline.within(deadline.remaining() - WRAP_UP_SECONDS)
-
-        def work() -> None:
-            try:
-                box["result"] = self._run_turn(call, text, sender, forced, claimed_at, agent_deadline, abandoned)
-            except BaseException as exc:  # handed to the invocation's thread, which raises it there
-                box["error"] = exc
-
-        worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
-        worker.start()
-        worker.join(deadline.remaining())
-        if worker.is_alive():
+        turn = self._workers().submit(
+            contextvars.copy_context().run,
+            self._run_turn,
+            call,
+            text,
+            sender,
+            forced,
+            claimed_at,
+            agent_deadline,
+            abandoned,
+        )
+        if not wait([turn], timeout=deadline.remaining()).done:
             abandoned.set()
             raise _TurnOverran()
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
+        return turn.result()  # the turn's own exception, if it raised one, is raised here
+
+    def _workers(self) -> ThreadPoolExecutor:
+        # Kept for the container's turns: a thread started per turn cost a thread start, and the
+        # handshake Thread.start waits for, before every model request. An abandoned turn keeps its
+        # thread until it ends; the pool grows past it.
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=TURN_THREADS, thread_name_prefix="voice-turn")
+        return self._pool
 
     def _run_turn(
         self,
