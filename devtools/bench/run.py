@@ -1,6 +1,7 @@
 """Benchmarks: what each function costs, measured in one run, reported as ratios. `make bench`.
 
-- cold start: a fresh Python process imports the handler and serves a first event, against
+- cold start: a fresh Python process imports the handler and serves a first event (timed until
+  its answer is ready: the interpreter's exit is no part of a cold start), against
   moto running as a server in this process (so moto's import is not counted), as a ratio to
   the floor: a fresh process that imports boto3, creates a DynamoDB client and makes one call
   to the same server. Median of interleaved pairs. Both run as Lambda runs them: built by the
@@ -52,6 +53,7 @@ import sys
 sys.path[:0] = [sys.argv[1]]
 import boto3
 boto3.client("dynamodb").get_item(TableName=sys.argv[2], Key={"pk": {"S": "floor"}})
+import time; print(f"ANSWERED {time.perf_counter()!r}")
 """
 
 COLD = """
@@ -65,6 +67,7 @@ class Context:
     aws_request_id = "bench"; log_group_name = "bench"; log_stream_name = "bench"
     def get_remaining_time_in_millis(self): return 20000
 result = handler(json.load(open(sys.argv[3])), Context())
+import time; print(f"ANSWERED {time.perf_counter()!r}")
 assert isinstance(result, dict), result
 print("IMPORTED " + json.dumps(sorted(name for name in sys.argv[4].split(",") if name in sys.modules)))
 """
@@ -81,6 +84,7 @@ try:
     import tac.server
 except ImportError:
     pass
+import time; print(f"ANSWERED {time.perf_counter()!r}")
 """
 
 
@@ -111,6 +115,7 @@ class Bench:
             "RELAY_WEBSOCKET_URL": "wss://bench.execute-api.us-east-1.amazonaws.com/live",
             "POWERTOOLS_LOG_LEVEL": "ERROR",
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "AWS_LAMBDA_FUNCTION_NAME": "bench",  # as Lambda sets it: the functions see they are in Lambda
         }
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("AWS_")})
         import boto3
@@ -212,6 +217,10 @@ class Bench:
         seconds = time.perf_counter() - started
         if result.returncode != 0:
             raise RuntimeError(f"a cold-start process failed:\n{result.stderr[-2000:]}")
+        if "ANSWERED " in result.stdout:
+            # Until the answer was ready, as a caller waits: the interpreter's exit is no part of a
+            # cold start (perf_counter is the system's monotonic clock, the same in both processes).
+            seconds = float(result.stdout.rsplit("ANSWERED ", 1)[1].split()[0]) - started
         return seconds, result.stdout
 
     def floor(self, python: str) -> float:

@@ -2,7 +2,7 @@
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from agent_handoff import wiring
+from agent_handoff import cold_start, wiring  # cold_start first: it holds collections for the cold start
 from agent_handoff.delivery.stream_batch import new_image_text, process_stream_batch
 from agent_handoff.observability import function_logger, metric, route_core_logs
 
@@ -39,6 +39,7 @@ def redelivered(record, exc):
     )
 
 
+@cold_start.released_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)

@@ -3,7 +3,7 @@
 import json
 import time
 
-from agent_handoff import wiring
+from agent_handoff import cold_start, wiring  # cold_start first: it holds collections for the cold start
 from agent_handoff.delivery import release
 from agent_handoff.errors import ConfigError, StoreError, WebhookRejected
 from agent_handoff.masking import mask_phone
@@ -16,6 +16,7 @@ def _json(status, body):
     return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
 
+@cold_start.released_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)

@@ -2,7 +2,7 @@
 
 import re
 
-from agent_handoff import snapshot, wiring
+from agent_handoff import cold_start, snapshot, wiring  # cold_start first: it holds collections for the cold start
 from agent_handoff.errors import WebhookRejected
 from agent_handoff.masking import mask_phone
 from agent_handoff.observability import function_logger, route_core_logs
@@ -37,6 +37,7 @@ def answer(request, event):
     return responses.twiml(twiml)
 
 
+@cold_start.released_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)

@@ -1,6 +1,6 @@
 """VoiceActionFunction: the <Connect action> callback (POST /voice/action) -> route the live call."""
 
-from agent_handoff import snapshot, wiring
+from agent_handoff import cold_start, snapshot, wiring  # cold_start first: it holds collections for the cold start
 from agent_handoff.observability import function_logger, metric, route_core_logs
 from agent_handoff.voice.calls import SessionEnd
 from agent_handoff.webhook_handler import twilio_webhook
@@ -31,6 +31,7 @@ def route(request, event):
     return responses.twiml(routing.twiml)
 
 
+@cold_start.released_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)

@@ -6,7 +6,7 @@ frame, which is not a ConversationRelay message (ten of them in a row drop the c
 
 import time
 
-from agent_handoff import snapshot, wiring
+from agent_handoff import cold_start, snapshot, wiring  # cold_start first: it holds collections for the cold start
 from agent_handoff.deadline import Deadline
 from agent_handoff.observability import function_logger, metric, route_core_logs
 from agent_handoff.voice.binding import PARAMETER as BINDING_PARAMETER
@@ -28,6 +28,7 @@ REFUSED = {"statusCode": 403}
 RESERVE_SECONDS = 2.0
 
 
+@cold_start.released_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)
