@@ -105,12 +105,18 @@ class SmsService:
             now = int(self._clock())
             conversation = self._store.load_conversation(key) or self._new_conversation(key, message)
             log_context.bind(conversation_id=conversation.conversation_id)
+            notice = ""
             if conversation.hold is not None and not conversation.hold.active(now):
+                # Set when the hold ended because its handoff failed: this reply says nobody is coming.
+                notice = conversation.hold.notice
                 # The human side is done with it: a fresh conversation for the AI.
                 conversation = self._new_conversation(key, message)._replace(
                     version=conversation.version, history=conversation.history
                 )
             commit, reply = self._turn(conversation, message, token, now)
+            if notice and reply.text:
+                reply = reply._replace(text=f"{notice}\n\n{reply.text}")
+                commit = commit._replace(reply=reply.text)
             try:
                 self._store.commit_turn(commit, now=now, ttl_seconds=self._policy.session_ttl_seconds)
             except ConcurrentUpdate:
