@@ -4,7 +4,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from agent_handoff import wiring
 from agent_handoff.deadline import Deadline
-from agent_handoff.delivery.dispatch import MIN_RECORD_SECONDS, RECORD_BUDGET_SECONDS, RESERVE_SECONDS
+from agent_handoff.delivery.dispatch import MIN_RECORD_SECONDS, RESERVE_SECONDS
 from agent_handoff.delivery.stream_batch import new_image_text, process_stream_batch
 from agent_handoff.observability import function_logger, metric, route_core_logs
 
@@ -18,7 +18,7 @@ def dispatch_record(record, deadline):
         logger.warning("stream record without handoffId ignored", extra={"event_id": record.get("eventID")})
         return None
     try:
-        outcome = wiring.dispatcher().dispatch(handoff_id, deadline=deadline.within(RECORD_BUDGET_SECONDS))
+        outcome = wiring.dispatcher().dispatch(handoff_id, deadline=deadline)
     except Exception as exc:
         metric("DispatchOutcomes", status="retry", outcome=type(exc).__name__)
         raise
@@ -50,7 +50,8 @@ def redelivered(record, exc):
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)
-    # Each record gets what is left, up to its budget; records not reached in time go back to the stream.
+    # Each record gets what is left, up to its budget (the dispatcher's RECORD_BUDGET_SECONDS);
+    # records not reached in time go back to the stream.
     deadline = Deadline.from_context(context, reserve_seconds=RESERVE_SECONDS)
     return process_stream_batch(
         event,

@@ -6,10 +6,11 @@ or failed and does nothing. Permanent failures, and records that keep failing pa
 delivery budget, go to the dead-letter queue with their reason before the record is marked
 failed (see `failure`), so a crash in between repeats the dead letter, never loses it.
 
-Time: each record gets at most RECORD_BUDGET_SECONDS of the invocation's deadline, and its
-lease lasts exactly that long plus the writes that settle it, so a dispatcher killed by its
-timeout holds a record no longer than it could have worked on it. A record that cannot finish
-in time is handed back with its lease released, for the stream's next retry to take at once.
+Time: callers pass their invocation's deadline. Each record gets at most RECORD_BUDGET_SECONDS
+of it from the moment it is claimed, and its lease lasts exactly that long plus the writes that
+settle it, so a dispatcher killed by its timeout holds a record no longer than it could have
+worked on it; the next invocation waits that lease out when it fits its own deadline. A record
+that cannot finish in time is handed back with its lease released, for the stream's next retry.
 """
 
 from __future__ import annotations
@@ -74,11 +75,11 @@ class HandoffDispatcher:
         self._sleep = sleep
 
     def dispatch(self, handoff_id: str, *, deadline: Deadline) -> DispatchOutcome:
-        """Deliver one record within `deadline` (the caller narrows it to RECORD_BUDGET_SECONDS)."""
+        """Deliver one record before the invocation's `deadline`, in at most RECORD_BUDGET_SECONDS once claimed."""
         record = self._claim(handoff_id, deadline)
         if record.status != "dispatching":
             return DispatchOutcome(handoff_id, "skipped", record.status, record.execution_sid)
-        return self._deliver(record, deadline)
+        return self._deliver(record, deadline.within(RECORD_BUDGET_SECONDS))
 
     def recover(self, handoff_id: str, *, deadline: Deadline) -> DispatchOutcome:
         """The watchdog's way in: an overdue promise is delivered now, failed, or finished."""
@@ -101,13 +102,14 @@ class HandoffDispatcher:
             detail = f"undelivered after {now - record.created_at}s and {record.deliveries} deliveries" + (
                 f" (last error: {record.error})" if record.error else ""
             )
-            return self._fail(claimed, "overdue", detail, deadline)
+            return self._fail(claimed, "overdue", detail, deadline.within(RECORD_BUDGET_SECONDS))
         return self.dispatch(handoff_id, deadline=deadline)
 
     # -- the lease ----------------------------------------------------------------------
 
     def _lease(self, deadline: Deadline) -> int:
-        return math.ceil(deadline.remaining()) + SETTLE_SECONDS
+        """As long as this invocation may still work on the record: its budget, and the writes after."""
+        return math.ceil(deadline.within(RECORD_BUDGET_SECONDS).remaining()) + SETTLE_SECONDS
 
     def _claim(self, handoff_id: str, deadline: Deadline) -> HandoffRecord:
         """The record, leased to this invocation when it is still to be delivered."""
@@ -119,7 +121,7 @@ class HandoffDispatcher:
         if owned or record.status != "dispatching":
             return record
         # Leased elsewhere: usually an invocation that was killed. Its lease ends within one
-        # record's budget; wait for it when that fits, rather than spend a stream retry.
+        # record's budget and settling; wait for it when that fits, rather than spend a stream retry.
         wait = record.lease_until - now + 1
         if 0 < wait <= deadline.remaining() - MIN_RECORD_SECONDS:
             self._sleep(wait)

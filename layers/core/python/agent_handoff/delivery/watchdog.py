@@ -20,7 +20,7 @@ from typing import Protocol
 
 from ..deadline import Deadline
 from ..storage.session_store import SessionStore
-from .dispatch import MIN_RECORD_SECONDS, RECORD_BUDGET_SECONDS, HandoffDispatcher, RetryLater
+from .dispatch import MIN_RECORD_SECONDS, HandoffDispatcher, RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class HandoffKeeper:
                 report.left = len(overdue) - index
                 break
             try:
-                outcome = self._dispatcher.recover(handoff_id, deadline=deadline.within(RECORD_BUDGET_SECONDS))
+                outcome = self._dispatcher.recover(handoff_id, deadline=deadline)
             except RetryLater as exc:
                 log.info("overdue handoff %s handed back: %s", handoff_id, exc)
                 report.retried += 1
