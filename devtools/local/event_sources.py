@@ -32,6 +32,7 @@ class StreamPoller:
         properties: dict[str, Any],
         on_failure: Callable[[dict[str, Any]], None] | None = None,
         interval: float = 0.25,
+        timeout_seconds: float | None = None,
     ) -> None:
         self._function = function
         self._handler = handler
@@ -42,6 +43,7 @@ class StreamPoller:
         self._max_retries = int(properties.get("MaximumRetryAttempts", -1))
         self._on_failure = on_failure
         self._interval = interval
+        self._timeout = timeout_seconds  # the function's Timeout: each invocation's context counts down from it
         self._pending: list[dict[str, Any]] = []
         self._attempts = 0
         self._stop = threading.Event()
@@ -88,7 +90,8 @@ class StreamPoller:
 
     def _invoke(self, batch: list[dict[str, Any]]) -> int | None:
         try:
-            result = self._handler(lambda_event(batch, self._arn), LambdaContext(function_name=self._function))
+            context = LambdaContext(function_name=self._function, timeout_seconds=self._timeout)
+            result = self._handler(lambda_event(batch, self._arn), context)
         except Exception:
             log.exception("%s raised; the whole batch is retried", self._function)
             return 0
