@@ -108,23 +108,14 @@ class SessionStore(DynamoTable):
         return _conversation_from(item) if item else None
 
     def end_hold(self, key: str, *, now: int) -> bool:
-        """Release a conversation from its human: the hold ends now, as if it had expired.
+        """Release a conversation from its human: the hold ends now, as if it had expired."""
+        return self.release_hold(key, now=now) is not None
+
+    def release_hold(self, key: str, *, now: int) -> Hold | None:
+        """End a conversation's active hold now (its human is done); the hold as it was, or None.
 
         The version moves on, so a turn computed against the held state is retried on fresh state.
         """
-        try:
-            self._update(
-                key,
-                "SET #hold.#until = :now, version = version + :one",
-                condition="attribute_exists(#hold) AND #hold.#until > :now",
-                values={":now": now, ":one": 1},
-            )
-        except ConcurrentUpdate:
-            return False
-        return True
-
-    def release_hold(self, key: str, *, now: int) -> Hold | None:
-        """End a conversation's active hold now (its human is done); the hold as it was, or None."""
         try:
             response = self._update(
                 key,
