@@ -25,6 +25,7 @@ FOUNDATION = {
     "payload_limits",
     "pan_redaction",
     "signing",
+    "keepers",
 }
 CORE_RULES = {
     "foundation": {"foundation"},

@@ -90,6 +90,7 @@ class Bench:
 
         from devtools.fakes.connections import ConnectionsEndpoint
         from devtools.fakes.studio_recorder import StudioRecorder
+        from devtools.fakes.twilio_api import TwilioApiFake
         from devtools.local.stack import free_port
 
         self.workdir = workdir
@@ -101,12 +102,14 @@ class Bench:
         self.moto.start()
         self.studio = StudioRecorder(username=sample.ACCOUNT_SID, password=sample.AUTH_TOKEN).start()
         self.connections = ConnectionsEndpoint().start()
+        self.twilio_api = TwilioApiFake(account_sid=sample.ACCOUNT_SID, auth_token=sample.AUTH_TOKEN)
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TWILIO_", "PYTHON"))},
             **sample.environment(),
             **sample.FAKE_AWS,
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
             "STUDIO_BASE_URL": self.studio.base_url,
+            "TWILIO_API_BASE_URL": self.twilio_api.base_url,
             "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": self.connections.url,
             "RELAY_WEBSOCKET_URL": "wss://bench.execute-api.us-east-1.amazonaws.com/live",
             "POWERTOOLS_LOG_LEVEL": "ERROR",
@@ -122,6 +125,7 @@ class Bench:
         self.env["DEAD_LETTER_QUEUE_URL"] = create_queue(boto3.client("sqs"), "DispatchDeadLetterQueue", "bench-dlq")
 
     def close(self) -> None:
+        self.twilio_api.stop()
         self.connections.stop()
         self.studio.stop()
         self.moto.stop()
@@ -163,6 +167,10 @@ class Bench:
             from devtools.samples.make_events import _release
 
             return _release()
+        if logical_id == "HandoffWatchdogFunction":
+            from devtools.samples.make_events import _schedule
+
+            return _schedule()
         raise KeyError(logical_id)
 
     def bound_connection(self) -> str:

@@ -4,7 +4,12 @@ It reads template.yaml and starts, on loopback:
 - moto's server as AWS, with every DynamoDB table and SQS queue the template declares;
 - one gateway port for the HTTP API routes, the WebSocket API and its @connections endpoint;
 - the DynamoDB Streams triggers, with the template's batch, filter and retry settings;
-- a Studio recorder standing in for the Executions API (shows what it received at its URL).
+- the template's schedules (the watchdog) as timers, every few seconds instead of every minute;
+- a Studio recorder standing in for the Executions API (shows what it received at its URL), and
+  Twilio's Messages API (the SMS a customer gets when their handoff failed).
+
+`LocalStack(faults=FaultPlan(...))` (`--faults`) sprinkles faults over it: throttled AWS calls,
+Studio 5xx, killed invocations (see devtools/local/faults.py).
 
 Credentials: with TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in your environment, webhooks are
 verified with your real token and handoffs go to the real Studio (set TWILIO_PHONE_NUMBER and
@@ -105,6 +110,8 @@ class LocalStack:
     _stoppers: list[Any] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     real_twilio: bool = False
+    faults: Any = None  # a devtools.local.faults.FaultPlan, or None for a stack that behaves
+    schedule_seconds: float = 3.0  # how often scheduled functions (the watchdog) run here
 
     def start(self) -> LocalStack:
         try:
@@ -137,6 +144,18 @@ class LocalStack:
 
         self.studio = StudioRecorder(username=username, password=password, host=self.host).start()
         self._stoppers.append(self.studio.stop)
+        self.twilio_api = None
+        if not self.real_twilio:
+            from devtools.fakes.twilio_api import TwilioApiFake
+
+            self.twilio_api = TwilioApiFake(account_sid=username, auth_token=password)
+            self._stoppers.append(self.twilio_api.stop)
+        self.fault_injector = None
+        if self.faults is not None:
+            from devtools.local.faults import Faults
+
+            self.fault_injector = Faults(self.faults)
+            self.studio.server_errors(every=self.faults.studio_5xx_every, seed=self.faults.seed)
 
         from devtools import template_functions as tf
         from devtools.local.gateway import Gateway
@@ -152,6 +171,10 @@ class LocalStack:
         wiring.reset()
         for logical_id, spec in specs.items():
             handlers[logical_id] = spec.load()
+            if self.fault_injector is not None:
+                handlers[logical_id] = self.fault_injector.wrap(logical_id, handlers[logical_id])
+        if self.fault_injector is not None:
+            self.fault_injector.install([wiring.aws_client("dynamodb"), wiring.aws_client("sqs")])
         http = {(r.method, r.path): (r.function, handlers[r.function]) for r in tf.http_routes()}
         ws = {key: (fn, handlers[fn]) for key, fn in tf.websocket_routes().items()}
         extra = {STUDIO_PATH: lambda: [vars(r) for r in self.studio.requests], HANDOFFS_PATH: self.handoffs}
@@ -159,6 +182,7 @@ class LocalStack:
         self._stoppers.append(wiring.reset)
         self._stoppers.append(self.gateway.stop)
         self._start_triggers(specs, handlers, physical)
+        self._start_schedules(specs, handlers)
 
     def _create_resources(self) -> dict[str, str]:
         import boto3
@@ -205,6 +229,9 @@ class LocalStack:
             # moto answers one request at a time and copies its tables on each transaction:
             # under load it is far slower than DynamoDB, so the local stack waits longer for it.
             AWS_CLIENT_READ_TIMEOUT_SECONDS="60",
+            # A handoff the stream has not delivered after this long is the watchdog's, which runs
+            # every few seconds here: stuck work is seen recovered in a local run.
+            HANDOFF_DISPATCH_GRACE_SECONDS="10",
             POWERTOOLS_TRACE_DISABLED="true",
             POWERTOOLS_METRICS_DISABLED="true",
         )
@@ -214,6 +241,8 @@ class LocalStack:
         if self.real_twilio and not self.environ.get("STUDIO_BASE_URL"):
             env.pop("STUDIO_BASE_URL")
             os.environ.pop("STUDIO_BASE_URL", None)
+        if self.twilio_api is not None and not self.environ.get("TWILIO_API_BASE_URL"):
+            env["TWILIO_API_BASE_URL"] = self.twilio_api.base_url
         return env
 
     def _start_triggers(self, specs: dict, handlers: dict[str, Any], physical: dict[str, str]) -> None:
@@ -240,9 +269,41 @@ class LocalStack:
                 stream_arn=self._table_streams[trigger.table],
                 properties=trigger.properties,
                 on_failure=on_failure,
+                timeout_seconds=specs[trigger.function].timeout,
             ).start()
             self.pollers.append(poller)
             self._stoppers.append(poller.stop)
+
+    def _start_schedules(self, specs: dict, handlers: dict[str, Any]) -> None:
+        from devtools.local.schedules import ScheduleRunner
+        from devtools.template_functions import schedule_triggers
+
+        self.schedules = {}
+        for trigger in schedule_triggers():
+            runner = ScheduleRunner(
+                function=trigger.function,
+                handler=handlers[trigger.function],
+                interval=self.schedule_seconds,
+                timeout_seconds=specs[trigger.function].timeout,
+                rule=f"local-{trigger.function}{trigger.event}",
+            ).start()
+            self.schedules[trigger.function] = runner
+            self._stoppers.append(runner.stop)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Every message in the template's queues, taken out of them (for load runs and tests)."""
+        import boto3
+
+        sqs = boto3.client("sqs")
+        bodies = []
+        for logical_id, url in self.physical.items():
+            if load_resource_type(logical_id) != "AWS::SQS::Queue":
+                continue
+            while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+                for message in batch:
+                    bodies.append(json.loads(message["Body"]))
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return bodies
 
     def handoffs(self) -> list[dict[str, Any]]:
         """Every handoff record in the sessions table, for the simulators and the curious."""
@@ -303,14 +364,30 @@ class LocalStack:
         return "\n".join(lines)
 
 
+def load_resource_type(logical_id: str) -> str:
+    from devtools.template import load_template
+
+    return load_template()["Resources"].get(logical_id, {}).get("Type", "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", "3000")))
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="throttle 1 in 20 AWS calls, 5xx 1 in 50 Studio requests, kill 1 in 100 invocations",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    stack = LocalStack(host=args.host, port=args.port, log_level=args.log_level).start()
+    faults = None
+    if args.faults:
+        from devtools.local.faults import FaultPlan
+
+        faults = FaultPlan()
+    stack = LocalStack(host=args.host, port=args.port, log_level=args.log_level, faults=faults).start()
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())

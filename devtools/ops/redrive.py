@@ -5,6 +5,10 @@
 
 With --stack, the queue and table come from the stack's outputs (DeadLetterQueueUrl,
 SessionsTableName). Uses your AWS credentials; --dry-run lists and changes nothing.
+
+Lambda's records of stream batches it gave up on are read back from the table's stream
+(DynamoDB Streams: GetShardIterator, GetRecords); once the stream has dropped them (24 hours),
+every handoff still owed is found in the table's PromisesIndex instead.
 """
 
 from __future__ import annotations
@@ -36,15 +40,23 @@ def main(argv: list[str] | None = None) -> int:
         queue_url, table = queue_url or outputs["DeadLetterQueueUrl"], table or outputs["SessionsTableName"]
     if not queue_url or not table:
         parser.error("give --stack, or both --queue-url and --table")
-    report = Redriver(SessionStore(boto3.client("dynamodb"), table), boto3.client("sqs"), queue_url).run(
-        dry_run=args.dry_run
+    redriver = Redriver(
+        SessionStore(boto3.client("dynamodb"), table),
+        boto3.client("sqs"),
+        queue_url,
+        streams=boto3.client("dynamodbstreams"),
     )
+    report = redriver.run(dry_run=args.dry_run)
     verb = "would redrive" if args.dry_run else "redrove"
     print(f"{report.messages} dead letter(s) read; {verb} {len(report.redriven)} handoff(s)")
     for handoff_id in report.redriven:
         print(f"  {handoff_id}")
+    if report.from_index:
+        print(f"{report.from_index} stream batch(es) had aged out of the stream: found through the PromisesIndex")
+    if report.settled:
+        print(f"{len(report.settled)} handoff(s) named were delivered or redriven already: {', '.join(report.settled)}")
     if report.skipped:
-        print(f"{len(report.skipped)} message(s) were not handoffs and stay in the queue: {', '.join(report.skipped)}")
+        print(f"{len(report.skipped)} message(s) stay in the queue: {', '.join(report.skipped)}")
     return 0
 
 

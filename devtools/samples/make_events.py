@@ -80,6 +80,8 @@ def _dispatch_stream() -> dict[str, Any]:
         "deliveries": {"N": "0"},
         "createdAt": {"N": str(int(FIXED_TIME))},
         "expiresAt": {"N": str(int(FIXED_TIME) + 30 * 24 * 3600)},
+        "promise": {"S": "handoff"},
+        "promiseDue": {"N": str(int(FIXED_TIME) + 120)},
     }
     return {
         "Records": [
@@ -100,6 +102,21 @@ def _dispatch_stream() -> dict[str, Any]:
                 "eventSourceARN": f"arn:aws:dynamodb:us-east-1:123456789012:table/{sample.TABLE_NAME}/stream/2026-11-18T00:00:00.000",
             }
         ]
+    }
+
+
+def _schedule() -> dict[str, Any]:
+    """What EventBridge's `rate(1 minute)` rule sends the watchdog."""
+    return {
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-11-18T20:26:40Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/ai-handoff-HandoffWatchdogFunctionEveryMinute"],
+        "detail": {},
     }
 
 
@@ -217,6 +234,7 @@ def build() -> dict[str, Any]:
         "sms-human.json": _sms("I want to speak to a real person, please", "SM" + "2" * 32),
         "dispatch-stream.json": _dispatch_stream(),
         "handoff-release.json": _release(),
+        "watchdog-schedule.json": _schedule(),
         **_voice_events(),
         "env.json": env,
     }

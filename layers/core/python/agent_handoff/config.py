@@ -183,6 +183,19 @@ class Settings:
     aws_read_timeout_seconds: float = setting("AWS_CLIENT_READ_TIMEOUT_SECONDS", 3.0, seconds(above=0, maximum=60))
     studio_max_attempts: int = setting("STUDIO_MAX_ATTEMPTS", 4, integer(minimum=1, maximum=10))
     dispatch_max_deliveries: int = setting("DISPATCH_MAX_DELIVERIES", 5, integer(minimum=1, maximum=50))
+    handoff_dispatch_grace_seconds: int = setting(
+        "HANDOFF_DISPATCH_GRACE_SECONDS", 120, integer(minimum=1, maximum=3600)
+    )
+    handoff_delivery_budget_seconds: int = setting(
+        "HANDOFF_DELIVERY_BUDGET_SECONDS", 900, integer(minimum=60, maximum=24 * 3600)
+    )
+    handoff_failed_message: str = setting(
+        "HANDOFF_FAILED_MESSAGE",
+        "Sorry, we couldn't reach a member of our team right now. I can keep helping you here, "
+        "or you can ask for a person again later.",
+        text(max_length=1600),
+    )
+    twilio_api_base_url: str = setting("TWILIO_API_BASE_URL", "https://api.twilio.com", url)
 
     @classmethod
     def variables(cls) -> dict[str, str]:
