@@ -30,13 +30,14 @@ CORE_RULES = {
 }
 
 DEVTOOLS_RULES = {
+    "cli": set(),  # how every command ends (devtools/cli.py): any command may use it
     "template": {"template"},
     "samples": {"template"},
     "fakes": set(),
-    "ops": set(),
-    "local": {"template", "fakes", "samples"},
-    "phones": {"template", "fakes", "local", "samples"},
-    "bench": {"template", "fakes", "local", "samples", "phones"},
+    "ops": {"cli"},
+    "local": {"template", "fakes", "samples", "cli"},
+    "phones": {"template", "fakes", "local", "samples", "cli"},
+    "bench": {"template", "fakes", "local", "samples", "phones", "cli"},
 }
 
 

@@ -4,7 +4,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from agent_handoff import wiring
 from agent_handoff.delivery.stream_batch import new_image_text, process_stream_batch
-from agent_handoff.observability import function_logger, metric, route_core_logs
+from agent_handoff.errors import ConfigError
+from agent_handoff.observability import config_problem, function_logger, metric, route_core_logs
 
 logger = function_logger("handoff-dispatch")
 
@@ -32,6 +33,8 @@ def dispatch_record(record):
 
 
 def redelivered(record, exc):
+    if isinstance(exc, ConfigError):
+        config_problem(logger, exc)
     # A Studio outage fails every record: each is reported back to Lambda, the invocation succeeds.
     logger.warning(
         "handoff will be delivered again",

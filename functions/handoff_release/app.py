@@ -7,7 +7,7 @@ from agent_handoff import wiring
 from agent_handoff.delivery import release
 from agent_handoff.errors import ConfigError, StoreError, WebhookRejected
 from agent_handoff.masking import mask_phone
-from agent_handoff.observability import function_logger, route_core_logs
+from agent_handoff.observability import config_problem, function_logger, route_core_logs
 
 logger = function_logger("handoff-release")
 
@@ -27,8 +27,11 @@ def handler(event, context):
     except WebhookRejected as exc:
         logger.warning("release refused", extra={"status": exc.status, "reason": exc.reason})
         return _json(exc.status, {"released": False, "error": exc.reason})
-    except (ConfigError, StoreError):
-        logger.exception("release not processed")
+    except (ConfigError, StoreError) as exc:
+        if isinstance(exc, ConfigError):
+            config_problem(logger, exc)
+        else:
+            logger.exception("release not processed")
         return _json(500, {"released": False, "error": "temporarily unable to release"})
     logger.info("hold released" if released else "nothing to release")
     if not released:

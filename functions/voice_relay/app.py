@@ -7,7 +7,8 @@ frame, which is not a ConversationRelay message (ten of them in a row drop the c
 import time
 
 from agent_handoff import wiring
-from agent_handoff.observability import function_logger, metric, route_core_logs
+from agent_handoff.errors import ConfigError
+from agent_handoff.observability import config_problem, function_logger, metric, route_core_logs
 from agent_handoff.voice.sender import ApiGatewaySender
 from agent_handoff.webhooks.handshake import handshake_is_signed
 
@@ -42,8 +43,11 @@ def handler(event, context):
             metric("Turns", channel="voice", kind="agent")
         if result.handoff_trigger:
             metric("Handoffs", channel="voice", trigger=result.handoff_trigger)
-    except Exception:
-        logger.exception("frame not handled")
+    except Exception as exc:
+        if isinstance(exc, ConfigError):
+            config_problem(logger, exc)
+        else:
+            logger.exception("frame not handled")
         if route == "$connect":
             return REFUSED
     return ACCEPTED
