@@ -32,7 +32,7 @@ CORE_RULES = {
 DEVTOOLS_RULES = {
     "cli": set(),  # how every command ends (devtools/cli.py): any command may use it
     "template": {"template"},
-    "samples": {"template"},
+    "samples": {"template", "cli"},
     "fakes": set(),
     "ops": {"cli"},
     "local": {"template", "fakes", "samples", "cli"},

@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from devtools.cli import run
 from devtools.phones.twilio_side import post_signed
 from devtools.samples import sample
 from devtools.samples.events import sms_params
@@ -106,4 +107,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, "make load"))

@@ -41,6 +41,7 @@ from typing import Any
 
 from devtools.bench import deployment
 from devtools.bench.deployment import Build
+from devtools.cli import run
 from devtools.samples import sample
 from devtools.template_functions import functions as template_functions
 
@@ -477,4 +478,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main, "make bench"))

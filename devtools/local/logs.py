@@ -68,7 +68,7 @@ def _metric(record: dict[str, Any], state: dict[str, Any]) -> str:
         d for directive in aws.get("CloudWatchMetrics", []) for group in directive["Dimensions"] for d in group
     ]
     values = " ".join(f"{n} {_value(record.get(n))}" for n in names)
-    tags = " ".join(f"{d}={record.get(d)}" for d in dimensions)
+    tags = " ".join(f"{d}={record.get(d)}" for d in dimensions if d != "service")  # the line names it
     service = state.get("service", "")
     return f"{' ' * 12} {service:17} metric {values}" + (f"  {tags}" if tags else "")
 

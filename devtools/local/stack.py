@@ -374,11 +374,11 @@ def _claim_port(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
-                raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+                raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
             raise UserError(
                 f"port {port} is already in use (another `make local`?): stop it, or choose a free port: "
                 f"make local PORT={port + 1}"
-            ) from None
+            ) from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(
             f"{explain(exc)}. Fix or unset it in your shell and run `make local` again (the README's Configuration lists every variable)",
             status=2,
-        ) from None
+        ) from exc
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())

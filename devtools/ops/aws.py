@@ -33,7 +33,7 @@ def session() -> Any:
         try:
             credentials = current.get_credentials()
         except BotoCoreError as exc:  # an expired SSO session, a broken profile
-            raise OpsError(f"cannot load your AWS credentials: {exc}") from None
+            raise OpsError(f"cannot load your AWS credentials: {exc}") from exc
         if credentials is None:
             raise OpsError(
                 "no AWS credentials: sign in (`aws sso login`, `aws configure`) or set AWS_PROFILE, "
@@ -56,17 +56,17 @@ def errors(doing: str = "") -> Iterator[None]:
     prefix = f"{doing}: " if doing else ""
     try:
         yield
-    except NoRegionError:
-        raise OpsError("no AWS region: set AWS_REGION (e.g. AWS_REGION=us-east-1)") from None
-    except NoCredentialsError:
-        raise OpsError("no AWS credentials: sign in (`aws sso login`, `aws configure`) or set AWS_PROFILE") from None
+    except NoRegionError as exc:
+        raise OpsError("no AWS region: set AWS_REGION (e.g. AWS_REGION=us-east-1)") from exc
+    except NoCredentialsError as exc:
+        raise OpsError("no AWS credentials: sign in (`aws sso login`, `aws configure`) or set AWS_PROFILE") from exc
     except EndpointConnectionError as exc:
-        raise OpsError(f"{prefix}cannot reach AWS ({exc})") from None
+        raise OpsError(f"{prefix}cannot reach AWS ({exc})") from exc
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        raise OpsError(f"{prefix}{error.get('Code', 'error')}: {error.get('Message', exc)}") from None
+        raise OpsError(f"{prefix}{error.get('Code', 'error')}: {error.get('Message', exc)}") from exc
     except BotoCoreError as exc:
-        raise OpsError(f"{prefix}{exc}") from None
+        raise OpsError(f"{prefix}{exc}") from exc
 
 
 def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:

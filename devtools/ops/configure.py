@@ -119,9 +119,9 @@ def twilio_errors() -> Iterator[None]:
         yield
     except TwilioRestException as exc:
         hint = ": check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or the stack's secret)" if exc.status == 401 else ""
-        raise ConfigureError(f"Twilio refused the request: HTTP {exc.status} {exc.msg}{hint}") from None
+        raise ConfigureError(f"Twilio refused the request: HTTP {exc.status} {exc.msg}{hint}") from exc
     except (TwilioException, OSError) as exc:
-        raise ConfigureError(f"cannot reach Twilio's API: {exc}") from None
+        raise ConfigureError(f"cannot reach Twilio's API: {exc}") from exc
 
 
 def main(argv: list[str] | None = None, *, http_client: Any = None, out: TextIO = sys.stdout) -> int:

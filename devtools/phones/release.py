@@ -55,7 +55,7 @@ def release(base: str, customer: str, *, token: str, agent: str, timeout: float 
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
     except OSError as exc:
-        raise unreachable(base, exc) from None
+        raise unreachable(base, exc) from exc
 
 
 def unreachable(base: str, exc: BaseException) -> UserError:

@@ -214,7 +214,7 @@ def converse_remote(
                 f"{base}/sms", params, auth_token, signed_url=f"{(signed_base or base).rstrip('/')}/sms"
             )
         except OSError as exc:
-            raise releasing.unreachable(base, exc) from None
+            raise releasing.unreachable(base, exc) from exc
         # Let the dispatcher deliver any handoff the message caused before showing Studio's side.
         deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline and _undelivered(base, get_json, params["From"]):
@@ -249,7 +249,7 @@ def _reachable(base: str, get_json) -> None:
     except urllib.error.HTTPError:
         pass  # something answers; not a local stack (a tunnel, a deployed stack)
     except OSError as exc:
-        raise unreachable(base, exc) from None
+        raise unreachable(base, exc) from exc
 
 
 def _undelivered(base: str, get_json, customer: str) -> bool:
@@ -303,21 +303,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signed-url", help="the base URL Twilio would sign, when it differs (a tunnel)")
     args = parser.parse_args(argv)
     interactive = args.script is None and sys.stdin.isatty()
-    source: Iterable[str] = args.script or sys.stdin
-    if not interactive and args.script is None:
-        # Nothing piped in (as under CI, or `make demo` without a terminal): play the bundled demo.
-        source = sys.stdin.readlines() or (ROOT / "devtools" / "scripts" / "sms-demo.txt").open()
-    if args.url or args.local:
+    remote = bool(args.url or args.local)
+    if remote:
         from devtools.phones import release as releasing
 
         base = releasing.stack_url(args.url)
         customer = state.choose_number("customer", args.customer)
         agent = releasing.agent_number(base)
         print(f"You are {customer}, texting the agent at {agent} through {base} (CUSTOMER=last: this number again).")
-        if interactive:
-            print(f"Type as the customer; try 'what are your hours?', then 'I want a human'. {COMMANDS}. Ctrl-D ends.")
-            sys.stdout.write("you> ")
-            sys.stdout.flush()
+    else:
+        customer = state.choose_number("customer", args.customer) if args.customer else sample.CUSTOMER_NUMBER
+    if interactive:
+        print(f"Type as the customer; try 'what are your hours?', then 'I want a human'. {COMMANDS}. Ctrl-D ends.")
+        sys.stdout.write("you> ")
+    sys.stdout.flush()
+    source: Iterable[str] = args.script or sys.stdin
+    if not interactive and args.script is None:
+        # Nothing piped in (as under CI, or `make demo` without a terminal): play the bundled demo.
+        source = sys.stdin.readlines() or (ROOT / "devtools" / "scripts" / "sms-demo.txt").open()
+    if remote:
         executions = converse_remote(
             source,
             sys.stdout,
@@ -331,18 +335,13 @@ def main(argv: list[str] | None = None) -> int:
             release_token=releasing.session_value(base, "release_token", "HANDOFF_RELEASE_TOKEN", ""),
         )
     else:
-        if interactive:
-            print(f"Text the agent as the customer. Try 'what are your hours?', then 'I want a human'. {COMMANDS}.")
-            sys.stdout.write("you> ")
-            sys.stdout.flush()
-        logs = _log_stream(args.logs, args.json)
         executions = converse(
             source,
             sys.stdout,
-            customer=state.choose_number("customer", args.customer) if args.customer else sample.CUSTOMER_NUMBER,
+            customer=customer,
             prompt=interactive,
             log_level="INFO" if args.logs or args.json else "WARNING",
-            logs=logs,
+            logs=_log_stream(args.logs, args.json),
         )
     print(f"\n{executions} Studio execution(s) started in this session.")
     return 0

@@ -79,7 +79,7 @@ async def place_call(
     except OSError as exc:
         from devtools.phones.release import unreachable
 
-        raise unreachable(base, exc) from None
+        raise unreachable(base, exc) from exc
     out.write(f"[twiml {status}] {twiml}\n")
     result.twiml.append(twiml)
     result.voice_status = status
@@ -263,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     caller = state.choose_number("caller", args.caller)
     agent = releasing.agent_number(base)
     typed = args.script is None and sys.stdin.isatty()
-    print(f"You are {caller}, calling the agent at {agent} through {base} (CALLER=last: this number again).")
+    print(
+        f"You are {caller}, calling the agent at {agent} through {base} (CALLER=last: this number again).", flush=True
+    )
     if typed:
         print("Speak as the caller (type a line). 'press 0', 'interrupt <heard>', 'hangup'. Ctrl-D hangs up.")
     source: Iterable[str] = args.script or sys.stdin

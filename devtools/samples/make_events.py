@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from devtools.cli import run
 from devtools.samples import sample
 from devtools.samples.events import (
     WS_DOMAIN,
@@ -216,4 +217,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main, "make events"))
