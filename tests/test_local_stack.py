@@ -226,3 +226,18 @@ def test_make_local_shows_the_functions_logs_one_line_per_event(tmp_path, raw):
     else:
         assert re.match(r"^\d\d:\d\d:\d\d\.\d{3} inbound-sms +replied  message_sid=SM", line), line
         assert "customer=+14*******00" in line and "{" not in line
+
+
+def test_the_simulators_views_are_not_served_through_a_tunnel(stack):
+    import urllib.error
+    import urllib.request
+
+    from devtools.local.stack import HANDOFFS_PATH, STUDIO_PATH
+
+    for path in (STUDIO_PATH, HANDOFFS_PATH):
+        with urllib.request.urlopen(stack.url + path, timeout=10) as direct:
+            assert direct.status == 200
+        tunnelled = urllib.request.Request(stack.url + path, headers={"X-Forwarded-For": "203.0.113.7"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(tunnelled, timeout=10)
+        assert refused.value.code == 404

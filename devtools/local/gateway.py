@@ -32,6 +32,9 @@ log = logging.getLogger("devtools.local.gateway")
 Handler = Callable[[dict, Any], Any]
 RELAY_PATH = "/relay"
 RELAY_STAGE = RELAY_PATH.strip("/")
+LOOPBACK = ("127.0.0.1", "::1")
+# What tunnels and proxies add to a request they forward (they connect from this machine too).
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP", "CF-Connecting-IP", "X-Forwarded-Host")
 
 
 class Gateway:
@@ -165,6 +168,9 @@ class Gateway:
         return web.Response(status=result.get("statusCode", 200), body=payload, headers=headers)
 
     async def _extra(self, request: web.Request) -> web.Response:
+        # The simulators' views (phone numbers, payloads) are for this machine, not a tunnel's visitors.
+        if request.remote not in LOOPBACK or any(h in request.headers for h in PROXY_HEADERS):
+            return web.json_response({"message": "Not Found"}, status=404)
         return web.json_response(self._extra_get[request.path](), dumps=lambda o: json.dumps(o, default=str))
 
     # -- WebSocket API ------------------------------------------------------------------
