@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
     except ConfigError as exc:
         raise UserError(
-            f"{explain(exc)}. Fix or unset it in your shell and run `make local` again (the README's Configuration lists every variable)",
+            f"{explain(exc)}. Fix these variables in your shell (or unset them) and run `make local` again",
             status=2,
         ) from exc
     stopped = threading.Event()
