@@ -241,3 +241,24 @@ def test_the_simulators_views_are_not_served_through_a_tunnel(stack):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(tunnelled, timeout=10)
         assert refused.value.code == 404
+
+
+def test_a_scripted_interrupt_is_sent_while_the_agent_answers_and_quiet_frames_are_said(stack):
+    out = io.StringIO()
+
+    result = asyncio.run(
+        voice_phone.place_call(
+            ["How do I track my order?", "interrupt You can track", "press 5", "hangup"],
+            out,
+            url=stack.url,
+            account_sid=sample.ACCOUNT_SID,
+            auth_token=sample.AUTH_TOKEN,
+        )
+    )
+
+    transcript = out.getvalue()
+    first_words = transcript.index('[frame] {"type":"text"')
+    interrupted = transcript.index("you> interrupt You can track\n   [interrupt] sent while the agent was speaking")
+    assert first_words < interrupted < transcript.index("agent> You can track an order")
+    assert "you> press 5\n   (nothing came back within 3 s)" in transcript
+    assert result.end is None and transcript.count("you> ") == 4  # each line once, hangup too

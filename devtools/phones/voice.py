@@ -189,10 +189,11 @@ class _Turns:
 
     def next_interrupt(self) -> dict[str, Any] | None:
         """The interrupt frame that follows in the script, taken now to be sent during the reply."""
-        for line in self._lines:
-            if line.strip():
-                self._ahead.append(line)
-                break
+        if not self._ahead:
+            for line in self._lines:
+                if line.strip():
+                    self._ahead.append(line)
+                    break
         if self._ahead and self._ahead[0].strip().startswith("interrupt"):
             text = self._ahead.pop(0).strip()
             return _frame_for(text) | {"_line": text}
