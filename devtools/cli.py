@@ -45,8 +45,8 @@ def run(main: Callable[[list[str]], int | None], name: str, argv: Sequence[str] 
         _say(f"\n{name}: stopped (Ctrl-C)")
         return INTERRUPTED
     except BrokenPipeError:
-        # The reader went away (`... | head`): nothing more can be said on that pipe.
-        sys.stderr.close()
+        # The reader went away (`... | head`): stop quietly, and let Python's last flush go nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except Exception as exc:
         if debug:
