@@ -51,6 +51,8 @@ def test_sam_build_default_arm64(tmp_path):
     result = sam("build", "--build-dir", str(build), "--cache-dir", str(tmp_path / "cache"), env={"PYC_PYTHON": ""})
 
     assert "ships without bytecode" in result.stdout + result.stderr
+    # Each layer is built for the Architecture parameter, which its CompatibleArchitectures lists.
+    assert "not listed in CompatibleArchitectures" not in result.stdout + result.stderr
     for function in template_functions():
         assert [p.name for p in (build / function).rglob("*") if p.is_file()] == ["app.py"]
     assert (build / "CoreLayer" / "python" / "agent_handoff" / "wiring.py").is_file()

@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from typing import Any
 
 from devtools.bench import deployment
 from devtools.bench.deployment import Build
+from devtools.cli import run
 from devtools.samples import sample
 from devtools.template_functions import functions as template_functions
 
@@ -86,19 +88,19 @@ except ImportError:
 
 class Bench:
     def __init__(self, workdir: Path, runtime: Path, python: str = sys.executable) -> None:
-        from moto.server import ThreadedMotoServer
-
         from devtools.fakes.connections import ConnectionsEndpoint
         from devtools.fakes.studio_recorder import StudioRecorder
         from devtools.fakes.twilio_api import TwilioApiFake
-        from devtools.local.stack import free_port
+        from devtools.local.stack import free_port, serialized_moto_server
 
         self.workdir = workdir
         self.runtime = runtime  # boto3, as the Lambda runtime provides it
         self.python = python  # the interpreter the functions' cold starts run under
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
         port = free_port()
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        # The local stack's moto: it forgets its copies of the tables after each request (else a run
+        # grew by gigabytes) and serves one request at a time, which is all the bench sends anyway.
+        self.moto = serialized_moto_server("127.0.0.1", port)
         self.moto.start()
         self.studio = StudioRecorder(username=sample.ACCOUNT_SID, password=sample.AUTH_TOKEN).start()
         self.connections = ConnectionsEndpoint().start()
@@ -218,6 +220,8 @@ class Bench:
             [python, "-I", "-S", "-B", "-c", code, *args], env=self.env, capture_output=True, text=True
         )
         seconds = time.perf_counter() - started
+        if result.returncode == -signal.SIGINT:
+            raise KeyboardInterrupt  # Ctrl-C reached the child first
         if result.returncode != 0:
             raise RuntimeError(f"a cold-start process failed:\n{result.stderr[-2000:]}")
         return seconds, result.stdout
@@ -492,4 +496,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main, "make bench"))

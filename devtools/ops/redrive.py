@@ -16,15 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from devtools.cli import run
+from devtools.ops import aws
+from devtools.ops.aws import OpsError
 
-def stack_outputs(cloudformation, stack_name: str) -> dict[str, str]:
-    stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+stack_outputs = aws.stack_outputs
 
 
 def main(argv: list[str] | None = None) -> int:
-    import boto3
-
     from agent_handoff.delivery.redrive import Redriver
     from agent_handoff.storage.session_store import SessionStore
 
@@ -35,18 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="list what would be redriven; change nothing")
     args = parser.parse_args(argv)
     queue_url, table = args.queue_url, args.table
+    if not args.stack and not (queue_url and table):
+        raise OpsError("say which stack: make redrive STACK=<stack name> (or --queue-url and --table)")
+    session = aws.session()
     if args.stack:
-        outputs = stack_outputs(boto3.client("cloudformation"), args.stack)
+        outputs = stack_outputs(session.client("cloudformation"), args.stack)
+        missing = [k for k in ("DeadLetterQueueUrl", "SessionsTableName") if k not in outputs]
+        if missing and not (queue_url and table):
+            raise OpsError(f"stack {args.stack!r} has no output(s) {', '.join(missing)}: is it this product's stack?")
         queue_url, table = queue_url or outputs["DeadLetterQueueUrl"], table or outputs["SessionsTableName"]
-    if not queue_url or not table:
-        parser.error("give --stack, or both --queue-url and --table")
-    redriver = Redriver(
-        SessionStore(boto3.client("dynamodb"), table),
-        boto3.client("sqs"),
-        queue_url,
-        streams=boto3.client("dynamodbstreams"),
-    )
-    report = redriver.run(dry_run=args.dry_run)
+    with aws.errors("redrive"):
+        redriver = Redriver(
+            SessionStore(session.client("dynamodb"), table),
+            session.client("sqs"),
+            queue_url,
+            streams=session.client("dynamodbstreams"),
+        )
+        report = redriver.run(dry_run=args.dry_run)
     verb = "would redrive" if args.dry_run else "redrove"
     print(f"{report.messages} dead letter(s) read; {verb} {len(report.redriven)} handoff(s)")
     for handoff_id in report.redriven:
@@ -61,4 +65,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, "make redrive"))

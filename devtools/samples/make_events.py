@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from devtools.cli import run
 from devtools.samples import sample
 from devtools.samples.events import (
     WS_DOMAIN,
@@ -20,6 +21,7 @@ from devtools.samples.events import (
     action_params,
     call_params,
     http_api_event,
+    release_event,
     sms_params,
     ws_connect_event,
     ws_disconnect_event,
@@ -50,19 +52,9 @@ def _sms(body: str, sid: str) -> dict[str, Any]:
 
 def _release() -> dict[str, Any]:
     """What a Studio "Make HTTP Request" widget sends when the human conversation ends."""
-    body = json.dumps({"customer": sample.CUSTOMER_NUMBER, "agentNumber": sample.AGENT_NUMBER})
-    event = http_api_event(
-        "/handoff/release",
-        {},
-        auth_token=None,
-        content_type="application/json",
-        body=body,
-        at=FIXED_TIME,
-        request_id="sample-release",
+    return release_event(
+        sample.CUSTOMER_NUMBER, sample.AGENT_NUMBER, sample.RELEASE_TOKEN, at=FIXED_TIME, request_id="sample-release"
     )
-    event["headers"]["authorization"] = f"Bearer {sample.RELEASE_TOKEN}"
-    event["headers"]["user-agent"] = "TwilioProxy/1.1"
-    return event
 
 
 def _dispatch_stream() -> dict[str, Any]:
@@ -261,4 +253,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main, "make events"))

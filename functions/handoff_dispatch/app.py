@@ -6,7 +6,8 @@ from agent_handoff import wiring
 from agent_handoff.deadline import Deadline
 from agent_handoff.delivery.dispatch import MIN_RECORD_SECONDS, RESERVE_SECONDS
 from agent_handoff.delivery.stream_batch import new_image_text, process_stream_batch
-from agent_handoff.observability import function_logger, metric, route_core_logs
+from agent_handoff.errors import ConfigError
+from agent_handoff.observability import config_problem, function_logger, metric, route_core_logs
 
 logger = function_logger("handoff-dispatch")
 
@@ -40,6 +41,8 @@ def record_outcome(outcome):
 
 
 def redelivered(record, exc):
+    if isinstance(exc, ConfigError):
+        config_problem(logger, exc)
     # A Studio outage fails every record: each is reported back to Lambda, the invocation succeeds.
     logger.warning(
         "handoff will be delivered again",

@@ -7,7 +7,7 @@ from agent_handoff.deadline import Deadline
 from agent_handoff.delivery import release
 from agent_handoff.errors import ConfigError, StoreError, WebhookRejected
 from agent_handoff.masking import mask_phone
-from agent_handoff.observability import function_logger, metric, route_core_logs
+from agent_handoff.observability import config_problem, function_logger, metric, route_core_logs
 
 logger = function_logger("handoff-release")
 
@@ -31,8 +31,11 @@ def handler(event, context):
     except WebhookRejected as exc:
         logger.warning("release refused", extra={"status": exc.status, "reason": exc.reason})
         return _json(exc.status, {"released": False, "error": exc.reason})
-    except (ConfigError, StoreError):
-        logger.exception("release not processed")
+    except (ConfigError, StoreError) as exc:
+        if isinstance(exc, ConfigError):
+            config_problem(logger, exc)
+        else:
+            logger.exception("release not processed")
         return _json(500, {"released": False, "error": "temporarily unable to release"})
     if not outcome.released:
         logger.info("nothing to release")

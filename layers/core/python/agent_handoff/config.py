@@ -205,7 +205,7 @@ class Settings:
     @classmethod
     def from_mapping(cls, environ: Mapping[str, str]) -> Settings:
         values: dict[str, Any] = {}
-        problems = []
+        problems, phrases = [], []
         for spec in fields(cls):
             variable = spec.metadata["variable"]
             raw = environ.get(variable)
@@ -216,8 +216,9 @@ class Settings:
                 values[spec.name] = spec.metadata["parse"](raw)
             except ValueError as exc:
                 problems.append(f"{variable}: {exc}")
+                phrases.append(f"{variable} {exc}")
         if problems:
-            raise ConfigError("invalid configuration: " + "; ".join(problems))
+            raise ConfigError("invalid configuration: " + "; ".join(problems), tuple(phrases))
         return cls(**values)
 
     def require(self, *variables: str) -> Settings:
@@ -225,7 +226,10 @@ class Settings:
         attributes = self.variables()
         missing = [var for var in variables if getattr(self, attributes[var]) in (None, "")]
         if missing:
-            raise ConfigError("missing required environment variable(s): " + ", ".join(missing))
+            raise ConfigError(
+                "missing required environment variable(s): " + ", ".join(missing),
+                tuple(f"{var} is required and not set" for var in missing),
+            )
         return self
 
     def check_llm_fits(self, function_timeout_seconds: float, *, reserve_seconds: float) -> Settings:
@@ -250,3 +254,8 @@ class Settings:
             return self.twilio_api_key, self.twilio_api_secret
         self.require("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
         return self.twilio_account_sid, self.twilio_auth_token  # type: ignore[return-value]
+
+
+def explain(error: ConfigError) -> str:
+    """The error for people: every variable that is wrong and what it should be, on one line."""
+    return "configuration problem: " + "; ".join(error.problems)

@@ -312,6 +312,24 @@ def management_client(endpoint_url: str) -> Any:
     return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
 
 
+def check() -> None:
+    """Every check the functions make at cold start, at once: `make local` runs it before it listens.
+
+    The settings' values first (all of them named in one ConfigError), then what each function's
+    services require, built as a cold start builds them (clients are made, nothing is called).
+    """
+    current = settings()
+    problems: list[str] = []
+    builders = (lambda: current.require("TWILIO_AUTH_TOKEN"), sms_service, dispatcher, watchdog, releaser, voice_calls)
+    for build in (*builders, voice_relay):
+        try:
+            build()
+        except ConfigError as exc:
+            problems += [problem for problem in exc.problems if problem not in problems]
+    if problems:
+        raise ConfigError("configuration problems: " + "; ".join(problems), tuple(problems))
+
+
 def reset() -> None:
     for getter in (
         settings,
