@@ -25,6 +25,7 @@ FOUNDATION = {
     "payload_limits",
     "pan_redaction",
     "signing",
+    "keepers",
 }
 CORE_RULES = {
     "foundation": {"foundation"},
@@ -40,13 +41,14 @@ CORE_RULES = {
 }
 
 DEVTOOLS_RULES = {
+    "cli": set(),  # how every command ends (devtools/cli.py): any command may use it
     "template": {"template"},
-    "samples": {"template"},
+    "samples": {"template", "cli"},
     "fakes": set(),
-    "ops": set(),
-    "local": {"template", "fakes", "samples"},
-    "phones": {"template", "fakes", "local", "samples"},
-    "bench": {"template", "fakes", "local", "samples", "phones"},
+    "ops": {"cli"},
+    "local": {"template", "fakes", "samples", "cli"},
+    "phones": {"template", "fakes", "local", "samples", "cli"},
+    "bench": {"template", "fakes", "local", "samples", "phones", "cli"},
 }
 
 
