@@ -75,6 +75,32 @@ assert isinstance(result, dict), result
 print("IMPORTED " + json.dumps(sorted(name for name in sys.argv[4].split(",") if name in sys.modules)))
 """
 
+# A voice function's cold start as Lambda runs it with SnapStart or provisioned concurrency:
+# init (argv[4] "warm": with the runtime's before-snapshot hooks run, and its after-restore ones),
+# then the first event, timed on its own (what the caller waits for once the environment exists).
+INIT_THEN_FIRST = """
+import json, sys, time, types
+registered = []
+hooks = types.ModuleType("snapshot_restore_py")
+hooks.register_before_snapshot = lambda fn, *args: registered.append((0, fn, args))
+hooks.register_after_restore = lambda fn, *args: registered.append((1, fn, args))
+sys.modules["snapshot_restore_py"] = hooks
+sys.path[:0] = json.loads(sys.argv[1])
+import importlib
+handler = importlib.import_module(sys.argv[2]).handler
+for _, fn, args in sorted((r for r in registered if sys.argv[4] == "warm"), key=lambda r: r[0]):
+    fn(*args)
+class Context:
+    function_name = "bench"; function_version = "1"; memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench:live"
+    aws_request_id = "bench"; log_group_name = "bench"; log_stream_name = "bench"
+    def get_remaining_time_in_millis(self): return 20000
+event = json.load(open(sys.argv[3]))
+started = time.perf_counter()
+assert isinstance(handler(event, Context()), dict)
+print(f"FIRST {time.perf_counter() - started!r}")
+"""
+
 # Modules worth knowing about when they are on a function's cold path.
 WATCHED_MODULES = ("pydantic", "httpx", "twilio.rest", "twilio.twiml", "aws_lambda_powertools.logging")
 
@@ -255,6 +281,24 @@ class Bench:
             own.append(seconds)
             floor.append(floor_seconds)
         return ColdStart(statistics.median(ratios), statistics.median(own), statistics.median(floor), imported)
+
+    def first_request(self, logical_id: str, build: Build, pairs: int) -> tuple[float, float]:
+        """Median seconds of a voice function's first request after init: on demand, and after
+        the snapshot's warm-up (snapshot.py) as SnapStart or provisioned concurrency runs it."""
+        paths = json.dumps([str(p) for p in (*build.path_for(logical_id), self.runtime)])
+        module = f"{FUNCTION_DIRS[logical_id]}.app"
+        times: dict[str, list[float]] = {"cold": [], "warm": []}
+        for _ in range(pairs):
+            for mode, kind in (("cold", "on-demand"), ("warm", "snap-start")):
+                path = self.workdir / f"{logical_id}.json"
+                path.write_text(json.dumps(self.event(logical_id)))
+                env, self.env = self.env, {**self.env, "AWS_LAMBDA_INITIALIZATION_TYPE": kind}
+                try:
+                    printed = self._run(self.python, INIT_THEN_FIRST, paths, module, str(path), mode)[1]
+                finally:
+                    self.env = env
+                times[mode].append(float(printed.rsplit("FIRST ", 1)[1].split()[0]))
+        return statistics.median(times["cold"]), statistics.median(times["warm"])
 
     def reference(self, pairs: int) -> float:
         """The reference as pip installed it for the dev venv (compiled), beside the floor run by the same Python."""
@@ -573,6 +617,10 @@ def main(argv: list[str] | None = None) -> int:
                 for logical_id in FUNCTION_DIRS
             }
             reference = bench.reference(args.pairs)
+            first_requests = {
+                logical_id: bench.first_request(logical_id, shipped, args.pairs)
+                for logical_id in ("IncomingCallFunction", "VoiceRelayFunction", "VoiceActionFunction")
+            }
             print(
                 f"\n{'function':24} {'cold/floor':>10} {'no pyc':>7} {'cold ms':>8} {'floor ms':>8} "
                 f"{'warm p50':>8} {'p99 ms':>7}  AWS calls per request; heavy imports"
@@ -596,6 +644,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"\nreference twilio-agent-connect (import handoff tool + server): "
                 f"{reference:.2f} x the floor (both under this Python, which has it installed)"
             )
+            print("\nvoice cold starts a caller never hears (VoiceSnapStart, VoiceProvisionedConcurrency): the first")
+            print("request after init, on demand -> after init's warm-up (snapshot.py), restore itself not included:")
+            for logical_id, (cold_first, warm_first) in first_requests.items():
+                print(f"  {logical_id:24} {cold_first * 1000:6.1f} ms -> {warm_first * 1000:5.1f} ms")
             sms_calls = sum(calls_of["InboundSmsFunction"].values())
             if sms_calls > SMS_TURN_AWS_CALLS:
                 missed.append(f"an SMS turn makes {sms_calls} AWS calls > {SMS_TURN_AWS_CALLS}")
