@@ -164,3 +164,61 @@ def test_an_action_callback_carrying_handoff_data_is_not_routed_when_dynamodb_th
     assert response["statusCode"] == 200 and re.search(r"<(Redirect|Enqueue)", response["body"]), (
         f"action callback answered {response['statusCode']}: the caller promised a person is hung up on"
     )
+
+
+# -- 4. "agent please" and 0 at once: the caller who pressed 0 is told to try again later (#12) ----------
+
+import threading  # noqa: E402
+
+ASKED = "The customer asked to speak with a human agent."
+PRESSED = "The caller pressed 0 to speak with a person."
+
+
+def test_pressing_0_while_another_frame_stores_the_handoff_and_dies_tells_the_caller_to_try_again_later(
+    voice_call, aws, connections, monkeypatch
+):
+    """Two frames of one call run at once, as API Gateway invokes them: the caller says "agent please"
+    and presses 0. Both claim their turn before either stores its handoff; the speech frame's store
+    lands first and its invocation is then ended by the runtime (killed right after the write).
+    The 0 frame's own store finds the handoff already there."""
+    call = voice_call()
+    assert call.dial()["statusCode"] == 200 and call.connect() == 200 and call.setup() == []
+    client = wiring.call_store()._client
+    real_update = client.update_item
+    speech_at_store, zero_at_store = threading.Event(), threading.Event()
+    speech_done = threading.Event()
+
+    def update_item(**kwargs):
+        reason = (kwargs.get("ExpressionAttributeValues") or {}).get(":reason", {}).get("S")
+        if reason == ASKED:  # the speech frame storing its handoff
+            speech_at_store.set()
+            assert zero_at_store.wait(10)
+            real_update(**kwargs)
+            raise InvocationKilled()  # the write landed; the invocation ends before it says or sends anything
+        if reason == PRESSED:  # the 0 frame storing its handoff, a moment later
+            zero_at_store.set()
+            assert speech_done.wait(10)
+        return real_update(**kwargs)
+
+    monkeypatch.setattr(client, "update_item", update_item)
+
+    def speech():
+        try:
+            call.say("agent please")
+        except InvocationKilled:
+            pass
+        finally:
+            speech_done.set()
+
+    speaker = threading.Thread(target=speech)
+    speaker.start()
+    assert speech_at_store.wait(10)
+
+    heard = call.press("0")
+    speaker.join(10)
+
+    assert record(aws, call.call_sid)["handoffState"] == "pending"  # a person is owed to this caller
+    spoken = VoiceCall.spoken(heard)
+    assert "try again in a few minutes" not in spoken and ends(call), (
+        f"the caller pressed 0 and heard {spoken!r}, and no `end` was sent: they hang up to call back later"
+    )
