@@ -1,6 +1,7 @@
 """VoiceActionFunction: the <Connect action> callback (POST /voice/action) -> route the live call."""
 
 from agent_handoff import wiring
+from agent_handoff.deadline import Deadline
 from agent_handoff.observability import function_logger, metric, route_core_logs
 from agent_handoff.voice.calls import SessionEnd
 from agent_handoff.webhook_handler import twilio_webhook
@@ -8,10 +9,12 @@ from agent_handoff.webhooks import responses
 from agent_handoff.webhooks.request import url_beside
 
 logger = function_logger("voice-action")
+# Kept back from DynamoDB's retries to shape and return the answer: the caller is on the line.
+RESERVE_SECONDS = 1.0
 
 
-@twilio_webhook("CallSid", "SessionStatus", logger=logger)
-def route(request, event):
+@twilio_webhook("CallSid", "SessionStatus", logger=logger, with_context=True)
+def route(request, event, context):
     params = request.params
     logger.append_keys(call_sid=params["CallSid"], session_status=params["SessionStatus"])
     routing = wiring.voice_calls().session_ended(
@@ -22,10 +25,14 @@ def route(request, event):
             handoff_data=params.get("HandoffData") or None,
             error_code=params.get("ErrorCode", ""),
             action_url=url_beside(event, "/voice/action", wiring.settings().public_base_url),
-        )
+            session_id=params.get("SessionId", ""),
+        ),
+        deadline=Deadline.from_context(context, reserve_seconds=RESERVE_SECONDS),
     )
-    if routing.target:
+    if routing.target and not routing.repeated:
         metric("VoiceRoutes", target=routing.target.split(":")[0])
+    for step in routing.store_faults:  # answered without that step: logged with its exception
+        metric("VoiceStoreFaults", step=step)
     return responses.twiml(routing.twiml)
 
 

@@ -53,6 +53,8 @@ def handler(event, context):
             metric("VoiceEndsNotSent", outcome=result.end)
         if result.refused:
             metric("RelayBindingsRefused", stage="setup", reason=result.refused)
+        if result.store_fault:  # the socket was closed: Twilio's action callback reconnects or routes the call
+            metric("VoiceStoreFaults", step=result.store_fault)
     except Exception as exc:
         if isinstance(exc, ConfigError):
             config_problem(logger, exc)
