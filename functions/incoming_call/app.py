@@ -7,6 +7,7 @@ from agent_handoff.deadline import Deadline
 from agent_handoff.errors import WebhookRejected
 from agent_handoff.masking import mask_phone
 from agent_handoff.observability import function_logger, metric, route_core_logs
+from agent_handoff.voice.calls import STORE_PATIENCE_SECONDS
 from agent_handoff.webhook_handler import twilio_webhook
 from agent_handoff.webhooks import responses
 from agent_handoff.webhooks.request import query_params, url_beside
@@ -31,7 +32,7 @@ def answer(request, event, context):
         agent_number=params["To"],
         action_url=url_beside(event, "/voice/action", wiring.settings().public_base_url),
         return_flow_sid=return_flow_sid,
-        deadline=Deadline.from_context(context, reserve_seconds=RESERVE_SECONDS),
+        deadline=Deadline.from_context(context, reserve_seconds=RESERVE_SECONDS, cap_seconds=STORE_PATIENCE_SECONDS),
     )
     for step in routing.store_faults:  # answered without that step: logged with its exception
         metric("VoiceStoreFaults", step=step)

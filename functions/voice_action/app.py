@@ -3,7 +3,7 @@
 from agent_handoff import wiring
 from agent_handoff.deadline import Deadline
 from agent_handoff.observability import function_logger, metric, route_core_logs
-from agent_handoff.voice.calls import SessionEnd
+from agent_handoff.voice.calls import STORE_PATIENCE_SECONDS, SessionEnd
 from agent_handoff.webhook_handler import twilio_webhook
 from agent_handoff.webhooks import responses
 from agent_handoff.webhooks.request import url_beside
@@ -27,7 +27,7 @@ def route(request, event, context):
             action_url=url_beside(event, "/voice/action", wiring.settings().public_base_url),
             session_id=params.get("SessionId", ""),
         ),
-        deadline=Deadline.from_context(context, reserve_seconds=RESERVE_SECONDS),
+        deadline=Deadline.from_context(context, reserve_seconds=RESERVE_SECONDS, cap_seconds=STORE_PATIENCE_SECONDS),
     )
     if routing.target and not routing.repeated:
         metric("VoiceRoutes", target=routing.target.split(":")[0])

@@ -296,7 +296,8 @@ class CallStore(DynamoTable):
     ) -> bool:
         """Tie a connection whose `setup` never landed to the call its `$connect` binding proved.
 
-        Only that call, only if no `setup` has bound or refused the connection since (False
+        Only that call, only while the call has no socket (a failed session's is removed when it
+        reconnects), and only if no `setup` has bound or refused the connection since (False
         otherwise, nothing changed). What only `setup` knows is filled as safely as it can be:
         the caller's details are kept from the call's record, and the session id is removed, so
         no action callback is judged against a session this socket does not carry.
@@ -315,6 +316,7 @@ class CallStore(DynamoTable):
                             "reconnects = if_not_exists(reconnects, :zero), "
                             "unresolvedAttempts = if_not_exists(unresolvedAttempts, :zero), expiresAt = :expires "
                             "REMOVE sessionId",
+                            condition="attribute_not_exists(connectionId) OR connectionId = :conn",
                             values={
                                 ":kind": "call",
                                 ":sid": call_sid,
@@ -547,13 +549,14 @@ class CallStore(DynamoTable):
 
     def count_reconnect(self, call_sid: str, *, session_id: str = "") -> int:
         """One more reconnect for the call, after `session_id` failed (StaleSession if that is not the
-        current session, SessionAnswered if its end was answered). The session id goes: the new
-        socket's `setup` brings the next one."""
+        current session, SessionAnswered if its end was answered). The session and its socket go:
+        the new socket's `setup` brings the next ones."""
         response = self._session_update(
             call_sid,
             session_id,
             None,
-            "SET reconnects = if_not_exists(reconnects, :zero) + :one" + (" REMOVE sessionId" if session_id else ""),
+            "SET reconnects = if_not_exists(reconnects, :zero) + :one"
+            + (" REMOVE sessionId, connectionId" if session_id else ""),
             values={":zero": 0, ":one": 1},
             ReturnValues="UPDATED_NEW",
         )

@@ -40,6 +40,9 @@ MAX_RECONNECTS = 1
 BINDING_MARGIN_SECONDS = 60  # a stored binding closer to its expiry than this is issued afresh
 NOBODY_AVAILABLE = "We're sorry, no one is available to take your call right now. Please call again later."
 GOODBYE = "Thank you for calling. Goodbye."
+# How long a voice webhook keeps sending DynamoDB calls that were throttled: the caller hears silence
+# meanwhile, and past this the answer goes out without the write (see the module's docstring).
+STORE_PATIENCE_SECONDS = 3.0
 
 T = TypeVar("T")
 

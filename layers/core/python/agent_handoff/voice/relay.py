@@ -214,12 +214,12 @@ class VoiceRelay:
             setup.call_sid,
             reason,
         )
-        try:
-            # Should the close fail, no later frame can bind this socket through its `$connect` either.
-            self._calls.refuse_connection(connection_id, reason)
-        except StoreError:
-            log.exception("could not record the refusal of connection %s", connection_id)
-        sender.close()
+        if not sender.close():
+            try:
+                # The socket may stay open: no later frame may bind it through its `$connect` either.
+                self._calls.refuse_connection(connection_id, reason)
+            except StoreError:
+                log.exception("could not record the refusal of connection %s", connection_id)
         return FrameResult("setup", refused=reason)
 
     def _close_unbound(self, connection_id: str, sender: FrameSender, call_sid: str, step: str) -> FrameResult:

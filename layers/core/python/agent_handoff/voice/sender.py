@@ -48,11 +48,13 @@ class ApiGatewaySender:
         self.sent += 1
         return True
 
-    def close(self) -> None:
-        """Close the socket (a refused setup): API Gateway's DeleteConnection."""
+    def close(self) -> bool:
+        """Close the socket (a refused setup): API Gateway's DeleteConnection. False if it may be open still."""
         self.gone = True
         try:
             self._client.delete_connection(ConnectionId=self._connection_id)
         except Exception as exc:
             if _code(exc) not in _GONE:
                 log.warning("closing connection %s failed: %s", self._connection_id, _code(exc))
+                return False
+        return True
