@@ -155,7 +155,10 @@ class Gateway:
         return web.Response(status=result.get("statusCode", 200), body=payload, headers=headers)
 
     async def _extra(self, request: web.Request) -> web.Response:
-        return web.json_response(self._extra_get[request.path](), dumps=lambda o: json.dumps(o, default=str))
+        result = await asyncio.to_thread(self._extra_get[request.path])  # they may read moto: off the loop
+        if isinstance(result, web.Response):  # a page (the desk), served as it is
+            return result
+        return web.json_response(result, dumps=lambda o: json.dumps(o, default=str))
 
     # -- WebSocket API ------------------------------------------------------------------
 

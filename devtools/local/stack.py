@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -155,6 +156,7 @@ class LocalStack:
         http = {(r.method, r.path): (r.function, handlers[r.function]) for r in tf.http_routes()}
         ws = {key: (fn, handlers[fn]) for key, fn in tf.websocket_routes().items()}
         extra = {STUDIO_PATH: lambda: [vars(r) for r in self.studio.requests], HANDOFFS_PATH: self.handoffs}
+        extra.update(self._desk().routes())
         self.gateway = Gateway(http, ws, host=self.host, port=gateway_port, extra_get=extra).start()
         self._stoppers.append(wiring.reset)
         self._stoppers.append(self.gateway.stop)
@@ -211,6 +213,9 @@ class LocalStack:
         for name in PASS_THROUGH:
             if self.environ.get(name):
                 env[name] = self.environ[name]
+        # The deployed stack generates it into its secret; a local session gets its own (the desk's Release).
+        if not env.get("HANDOFF_RELEASE_TOKEN"):
+            env["HANDOFF_RELEASE_TOKEN"] = secrets.token_urlsafe(30)
         if self.real_twilio and not self.environ.get("STUDIO_BASE_URL"):
             env.pop("STUDIO_BASE_URL")
             os.environ.pop("STUDIO_BASE_URL", None)
@@ -243,6 +248,18 @@ class LocalStack:
             ).start()
             self.pollers.append(poller)
             self._stoppers.append(poller.stop)
+
+    def _desk(self) -> Any:
+        import boto3
+
+        from devtools.local.desk import Desk
+
+        return Desk(
+            executions=lambda: list(self.studio.requests),
+            table=self.physical["SessionsTable"],
+            release_token=self.env["HANDOFF_RELEASE_TOKEN"],
+            dynamodb=boto3.client("dynamodb"),
+        )
 
     def handoffs(self) -> list[dict[str, Any]]:
         """Every handoff record in the sessions table, for the simulators and the curious."""
@@ -289,6 +306,7 @@ class LocalStack:
             f"  ConversationRelay  {self.env['RELAY_WEBSOCKET_URL']}   (the TwiML from /voice names it)",
             "",
             f"Gateway:          {self.url}",
+            f"Agent desk:       {self.url}/desk   (the human side: handoffs, transcripts, Release)",
             f"AWS (moto):       {self.aws_url}   tables and queues from template.yaml",
             f"Studio recorder:  {self.studio.base_url}/   (GET lists the executions it received)"
             if not self.real_twilio or "STUDIO_BASE_URL" in self.env
