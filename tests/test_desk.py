@@ -183,3 +183,18 @@ def test_a_customers_markup_never_runs_on_the_desk_or_the_transcript(chrome, sta
     assert turns(chrome)[0] == ("customer", hostile)
     assert chrome.find_elements(By.CSS_SELECTOR, "ol.turns img, ol.turns script") == []
     assert chrome.title != "pwned" and "pwned" not in chrome.execute_script("return document.title")
+
+
+def test_the_desk_answers_this_machine_only(stack):
+    """It embeds the session's release token: a tunnel's visitor (a forwarded request) gets 404."""
+    import urllib.error
+    import urllib.request
+
+    page = urllib.request.urlopen(stack.url + "/desk", timeout=10)  # noqa: S310 - the local stack
+    assert page.status == 200 and "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert stack.env["HANDOFF_RELEASE_TOKEN"] in page.read().decode()
+    for path in ("/desk", "/desk/handoffs", "/desk/desk.js"):
+        forwarded = urllib.request.Request(stack.url + path, headers={"X-Forwarded-For": "203.0.113.9"})  # noqa: S310
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(forwarded, timeout=10)  # noqa: S310
+        assert refused.value.code == 404, path

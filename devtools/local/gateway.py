@@ -33,6 +33,9 @@ log = logging.getLogger("devtools.local.gateway")
 Handler = Callable[[dict, Any], Any]
 RELAY_PATH = "/relay"
 RELAY_STAGE = RELAY_PATH.strip("/")
+LOOPBACK = ("127.0.0.1", "::1")
+# What tunnels and proxies add to a request they forward (they connect from this machine too).
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP", "CF-Connecting-IP", "X-Forwarded-Host")
 
 
 class Gateway:
@@ -155,6 +158,9 @@ class Gateway:
         return web.Response(status=result.get("statusCode", 200), body=payload, headers=headers)
 
     async def _extra(self, request: web.Request) -> web.Response:
+        # The simulators' views (phone numbers, payloads) are for this machine, not a tunnel's visitors.
+        if request.remote not in LOOPBACK or any(h in request.headers for h in PROXY_HEADERS):
+            return web.json_response({"message": "Not Found"}, status=404)
         result = await asyncio.to_thread(self._extra_get[request.path])  # they may read moto: off the loop
         if isinstance(result, web.Response):  # a page (the desk), served as it is
             return result
