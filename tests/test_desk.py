@@ -13,6 +13,8 @@ import io
 import json
 import os
 import time
+import xml.etree.ElementTree as ET
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -133,6 +135,11 @@ def test_the_desk_shows_handoffs_opens_transcripts_and_releases(chrome, stack):
         )
     )
     voice_payload = json.loads(call.end["handoffData"])
+    # The routing TwiML hands Studio the same payload: summary and a working link included.
+    redirect = ET.fromstring(call.twiml[-1]).find("Redirect").text
+    routed = json.loads(parse_qs(urlsplit(redirect).query)["HandoffData"][0])
+    assert routed["attributes"]["summary"] and routed["attributes"]["transcriptUrl"].startswith(stack.url)
+    assert routed == voice_payload
     routed_at = time.time()  # the simulator returns once the action callback routed the call
     voice_id = voice_payload["conversationId"]
     wait_for(lambda: card(chrome, voice_id), timeout=5)
