@@ -122,6 +122,23 @@ def stream_triggers() -> list[StreamTrigger]:
     return triggers
 
 
+@dataclass(frozen=True)
+class ScheduleTrigger:
+    function: str
+    event: str  # the event's name in the template, which names its EventBridge rule
+    expression: str  # e.g. rate(1 minute)
+
+
+def schedule_triggers() -> list[ScheduleTrigger]:
+    triggers = []
+    for logical_id, resource in load_template()["Resources"].items():
+        for name, event in (resource.get("Properties", {}).get("Events") or {}).items():
+            if event["Type"] in ("Schedule", "ScheduleV2"):
+                props = event["Properties"]
+                triggers.append(ScheduleTrigger(logical_id, name, props.get("Schedule") or props["ScheduleExpression"]))
+    return triggers
+
+
 class Resolver:
     """Resolves the intrinsics the template's environment uses, with local stand-ins for resources."""
 

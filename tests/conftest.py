@@ -49,7 +49,17 @@ def studio():
 
 
 @pytest.fixture
-def aws(monkeypatch, studio):
+def twilio_api():
+    """Twilio's REST API on loopback (Messages, IncomingPhoneNumbers): no test reaches api.twilio.com."""
+    from devtools.fakes.twilio_api import TwilioApiFake
+
+    fake = TwilioApiFake(account_sid=sample.ACCOUNT_SID, auth_token=sample.AUTH_TOKEN)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def aws(monkeypatch, studio, twilio_api):
     """moto's AWS with the template's table and dead-letter queue, and the functions' environment."""
     with mock_aws():
         import boto3
@@ -58,7 +68,9 @@ def aws(monkeypatch, studio):
         create_table(dynamodb, "SessionsTable", sample.TABLE_NAME)
         sqs = boto3.client("sqs")
         queue_url = create_queue(sqs, "DispatchDeadLetterQueue", sample.DEAD_LETTER_QUEUE_NAME)
-        env = sample.environment(STUDIO_BASE_URL=studio.base_url, DEAD_LETTER_QUEUE_URL=queue_url)
+        env = sample.environment(
+            STUDIO_BASE_URL=studio.base_url, DEAD_LETTER_QUEUE_URL=queue_url, TWILIO_API_BASE_URL=twilio_api.base_url
+        )
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         wiring.reset()

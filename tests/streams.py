@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import boto3
 
+from devtools.local.event_sources import stream_failure_record
 from devtools.local.streams import StreamReader, filter_patterns, lambda_event, matches
 from devtools.samples import sample
 from devtools.template import resource
@@ -23,3 +24,14 @@ class Outbox:
         self._pending += [r for r in self._reader.poll() if any(matches(p, r) for p in self._patterns)]
         batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
         return lambda_event(batch, self.arn) if batch else None
+
+    def failure_record(self, event: dict, invocations: int = 21) -> dict:
+        """Lambda's OnFailure record for this event's batch, as its SQS destination receives it."""
+        records = event["Records"]
+        return stream_failure_record(
+            function="HandoffDispatchFunction",
+            stream_arn=self.arn,
+            shard_id=self._reader.shard_of[records[0]["dynamodb"]["SequenceNumber"]],
+            records=records,
+            invocations=invocations,
+        )

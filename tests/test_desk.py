@@ -165,7 +165,7 @@ def test_the_desk_shows_handoffs_opens_transcripts_and_releases(chrome, stack):
     browser.screenshot(chrome, "transcript-call")
 
     # Release: the conversation goes back to the AI, which answers the customer again.
-    assert "(no reply: a person has this conversation)" in text_as(stack, customer, "hello?")
+    assert "(no reply: a person has this conversation" in text_as(stack, customer, "hello?")
     chrome.get(stack.url + "/desk")
     wait_for(lambda: card(chrome, sms_id)).find_element(By.CSS_SELECTOR, "button.release").click()
     wait_for(lambda: field(chrome, sms_id, ".status") == "Released to the AI")

@@ -111,18 +111,22 @@ def test_transient_failures_are_retried_within_the_invocation(aws, studio, outbo
     assert aws.items("HANDOFF#")[0]["status"] == "delivered"
 
 
-def test_contact_with_active_execution_is_recorded_not_retried(aws, studio, outbox, lambda_context):
-    studio.active[(sample.FLOW_SID, sample.CUSTOMER_NUMBER)] = "FN" + "e" * 32
+def test_a_lost_answer_then_409_is_this_handoffs_own_execution(aws, studio, outbox, lambda_context):
+    # Studio created the execution but its answer came after the client's timeout; the retry meets 409.
+    studio.answer_delay = 1.5
     ask_for_human(lambda_context)
+    from agent_handoff import wiring
+
+    wiring.studio_client()._http._read = 0.5  # the client gives up on the answer first
 
     _, result = deliver(outbox, lambda_context)
 
     assert result == {"batchItemFailures": []}
-    assert [r.status for r in studio.requests] == [409]
+    assert [r.status for r in studio.requests] == [201, 409]
     (record,) = aws.items("HANDOFF#")
     assert record["status"] == "delivered" and record["outcome"] == "already_active"
-    assert "20409" in record["lastError"]
-    assert aws.dead_letters() == []
+    assert record["executionSid"] == studio.created[0].sid  # found through Studio, by this conversation's id
+    assert studio.ended == [] and aws.dead_letters() == []
 
 
 @pytest.mark.parametrize("status", [400, 401, 404])

@@ -26,6 +26,7 @@ FOUNDATION = {
     "pan_redaction",
     "signing",
     "transcript_link",
+    "keepers",
 }
 CORE_RULES = {
     "foundation": {"foundation"},
@@ -63,13 +64,14 @@ CORE_RULES = {
 }
 
 DEVTOOLS_RULES = {
+    "cli": set(),  # how every command ends (devtools/cli.py): any command may use it
     "template": {"template"},
-    "samples": {"template"},
+    "samples": {"template", "cli"},
     "fakes": set(),
-    "ops": set(),
-    "local": {"template", "fakes", "samples"},
-    "phones": {"template", "fakes", "local", "samples"},
-    "bench": {"template", "fakes", "local", "samples", "phones"},
+    "ops": {"cli"},
+    "local": {"template", "fakes", "samples", "cli"},
+    "phones": {"template", "fakes", "local", "samples", "cli"},
+    "bench": {"template", "fakes", "local", "samples", "phones", "cli"},
 }
 
 

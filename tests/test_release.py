@@ -49,7 +49,7 @@ def test_released_conversation_gets_ai_answers_again(aws, lambda_context):
 
     status, body = release(lambda_context)
 
-    assert (status, body) == (200, {"released": True})
+    assert (status, body) == (200, {"released": True, "handoffId": held["hold"]["handoffId"], "execution": None})
     answer = text("what are your opening hours?", lambda_context)["body"]
     assert "Monday" in answer
     conversation = aws.items("CONV#")[0]

@@ -51,6 +51,8 @@ def test_sam_build_default_arm64(tmp_path):
     result = sam("build", "--build-dir", str(build), "--cache-dir", str(tmp_path / "cache"), env={"PYC_PYTHON": ""})
 
     assert "ships without bytecode" in result.stdout + result.stderr
+    # Each layer is built for the Architecture parameter, which its CompatibleArchitectures lists.
+    assert "not listed in CompatibleArchitectures" not in result.stdout + result.stderr
     for function in template_functions():
         assert [p.name for p in (build / function).rglob("*") if p.is_file()] == ["app.py"]
     assert (build / "CoreLayer" / "python" / "agent_handoff" / "wiring.py").is_file()
@@ -80,6 +82,7 @@ SAMPLES = {
     "VoiceActionFunction": ["voice-action-hangup.json"],
     "HandoffReleaseFunction": ["handoff-release.json"],
     "HandoffTranscriptFunction": ["handoff-transcript.json"],
+    "HandoffWatchdogFunction": ["watchdog-schedule.json"],  # last: the dispatch sample's handoff is delivered
 }
 
 
@@ -150,6 +153,7 @@ def test_every_function_runs_from_the_build_output_as_lambda_imports_it(tmp_path
                 "STUDIO_BASE_URL": studio.base_url,
                 "DEAD_LETTER_QUEUE_URL": queue,
                 "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": connections.url,
+                "TWILIO_API_BASE_URL": studio.base_url,  # loopback: no customer SMS may leave this machine
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
                 "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
             }
@@ -182,6 +186,8 @@ def test_every_function_runs_from_the_build_output_as_lambda_imports_it(tmp_path
                         assert answer["statusCode"] == 404, answer  # authenticated; nobody is on hold
                     elif logical_id == "HandoffTranscriptFunction":
                         assert answer["statusCode"] == 410, answer  # a genuine link, issued long ago
+                    elif logical_id == "HandoffWatchdogFunction":
+                        assert answer["handoff"]["overdue"] == 0 and answer["handoff"]["errors"] == 0, answer
                     else:
                         assert answer["statusCode"] == 200, (logical_id, sample_event, answer)
             assert len(studio.created) == 1

@@ -22,6 +22,7 @@ FUNCTIONS = {
     "VoiceActionFunction": "voice_action",
     "HandoffReleaseFunction": "handoff_release",
     "HandoffTranscriptFunction": "handoff_transcript",
+    "HandoffWatchdogFunction": "handoff_watchdog",
 }
 PARAMETERS = {"TwilioPhoneNumber": "+14155550199", "StudioHandoffFlowSid": "FW" + "0" * 32}
 
@@ -133,6 +134,19 @@ def test_dispatch_reads_the_outbox_with_partial_failures_and_a_dead_letter_queue
     }
     pattern = json.loads(mapping["FilterCriteria"]["Filters"][0]["Pattern"])
     assert pattern["dynamodb"]["NewImage"]["kind"] == {"S": ["handoff"]}
+
+
+def test_the_watchdog_runs_every_minute_and_may_only_query_the_promises_index(transformed):
+    resources = transformed["Resources"]
+    (rule,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["HandoffWatchdogFunction", "Arn"]}
+    statements = resources["HandoffWatchdogFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert "dynamodb:Scan" not in actions
+    (query,) = [s for s in statements if s["Action"] == "dynamodb:Query"]
+    assert query["Resource"] == {"Fn::Sub": "${SessionsTable.Arn}/index/PromisesIndex"}
+    assert load_template()["Resources"]["HandoffWatchdogFunction"]["Properties"]["Timeout"] < 60
 
 
 def test_table_is_durable_and_expiring():
@@ -256,8 +270,10 @@ def test_alarms_watch_dead_letters_dispatch_failures_and_every_function():
     assert alarms["DispatchFailuresAlarm"]["MetricName"] == "DispatchFailures"
     assert alarms["DispatchFailuresAlarm"]["Dimensions"] == [{"Name": "service", "Value": "handoff-dispatch"}]
     functions = {k for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
-    watched = {a["Dimensions"][0]["Value"]["Ref"] for a in alarms.values() if a["MetricName"] == "Errors"}
+    watched = {a["Dimensions"][0]["Value"]["Ref"] for a in alarms.values() if a.get("MetricName") == "Errors"}
     assert watched == functions
+    summed = {m["MetricStat"]["Metric"]["MetricName"] for m in alarms["WatchdogAlarm"]["Metrics"] if "MetricStat" in m}
+    assert summed == {"WatchdogRecovered", "WatchdogFailed"}
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
         assert alarm["TreatMissingData"] == "notBreaching"
@@ -363,6 +379,8 @@ def resolver_for(transformed, **parameters):
     from devtools.template_functions import Resolver
 
     physical = {logical_id: f"local-{logical_id}" for logical_id in transformed["Resources"]}
+    # `${Table.Arn}` in a Sub: a stand-in ARN per resource, for policies that scope to one.
+    physical.update({f"{logical_id}.Arn": f"arn:local:{logical_id}" for logical_id in transformed["Resources"]})
     return Resolver(physical, {**PARAMETERS, **parameters})
 
 

@@ -453,3 +453,61 @@ def test_an_end_still_owed_is_counted_for_the_operator(call, sdk, function_logs,
 
     records = lines(function_logs.readouterr().out)
     assert ("VoiceEndsNotSent", {"outcome": "failed"}) in [(n, d) for n, d, _ in emitted(records)]
+
+
+def test_the_watchdog_sends_the_end_a_quiet_caller_is_owed(call, aws, sdk, lambda_context):
+    """The turn died after storing the handoff and the caller said nothing more: the scheduled
+    watchdog function finds the overdue promise in the index and posts the `end` to the call's socket."""
+    from conftest import load_handler
+
+    watchdog_app = load_handler("handoff_watchdog")
+    sdk.fail("text", InvocationKilled())
+    with pytest.raises(InvocationKilled):
+        call.say("I want to speak to a person")
+    assert ends(call) == [] and record(aws, call)["promise"] == "voice_end"
+
+    fall_due_now(aws, call)
+    summary = watchdog_app.handler({"source": "aws.events"}, lambda_context)
+
+    assert summary["voice_end"]["overdue"] == 1 and summary["voice_end"]["recovered"] == 1
+    assert_one_end_with(call, ASKED)
+    assert_kept(aws, call)
+    again = watchdog_app.handler({"source": "aws.events"}, lambda_context)
+    assert again["voice_end"]["overdue"] == 0 and len(ends(call)) == 1
+
+
+def test_the_watchdog_forgets_a_voice_promise_it_cannot_post(call, aws, sdk, lambda_context):
+    """A call whose socket is gone from the record is routed by the action callback: the
+    watchdog drops the promise instead of finding it overdue every minute."""
+    from conftest import load_handler
+
+    watchdog_app = load_handler("handoff_watchdog")
+    sdk.fail("text", InvocationKilled())
+    with pytest.raises(InvocationKilled):
+        call.say("I want to speak to a person")
+    aws.dynamodb.update_item(
+        TableName=aws_table(), Key={"pk": {"S": f"CALL#{call.call_sid}"}}, UpdateExpression="REMOVE connectionId"
+    )
+
+    fall_due_now(aws, call)
+    summary = watchdog_app.handler({"source": "aws.events"}, lambda_context)
+
+    assert summary["voice_end"] == {**summary["voice_end"], "overdue": 1, "settled": 1, "recovered": 0}
+    assert ends(call) == []
+    assert "promise" not in record(aws, call) and record(aws, call)["handoffState"] == "pending"
+
+
+def aws_table() -> str:
+    from devtools.samples import sample
+
+    return sample.TABLE_NAME
+
+
+def fall_due_now(aws, call: VoiceCall) -> None:
+    """The promise's due time passes (the watchdog reads the real clock)."""
+    aws.dynamodb.update_item(
+        TableName=aws_table(),
+        Key={"pk": {"S": f"CALL#{call.call_sid}"}},
+        UpdateExpression="SET promiseDue = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 5)}},
+    )

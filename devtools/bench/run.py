@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from typing import Any
 
 from devtools.bench import deployment
 from devtools.bench.deployment import Build
+from devtools.cli import run
 from devtools.samples import sample
 from devtools.template_functions import functions as template_functions
 
@@ -86,27 +88,30 @@ except ImportError:
 
 class Bench:
     def __init__(self, workdir: Path, runtime: Path, python: str = sys.executable) -> None:
-        from moto.server import ThreadedMotoServer
-
         from devtools.fakes.connections import ConnectionsEndpoint
         from devtools.fakes.studio_recorder import StudioRecorder
-        from devtools.local.stack import free_port
+        from devtools.fakes.twilio_api import TwilioApiFake
+        from devtools.local.stack import free_port, serialized_moto_server
 
         self.workdir = workdir
         self.runtime = runtime  # boto3, as the Lambda runtime provides it
         self.python = python  # the interpreter the functions' cold starts run under
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
         port = free_port()
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        # The local stack's moto: it forgets its copies of the tables after each request (else a run
+        # grew by gigabytes) and serves one request at a time, which is all the bench sends anyway.
+        self.moto = serialized_moto_server("127.0.0.1", port)
         self.moto.start()
         self.studio = StudioRecorder(username=sample.ACCOUNT_SID, password=sample.AUTH_TOKEN).start()
         self.connections = ConnectionsEndpoint().start()
+        self.twilio_api = TwilioApiFake(account_sid=sample.ACCOUNT_SID, auth_token=sample.AUTH_TOKEN)
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TWILIO_", "PYTHON"))},
             **sample.environment(),
             **sample.FAKE_AWS,
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
             "STUDIO_BASE_URL": self.studio.base_url,
+            "TWILIO_API_BASE_URL": self.twilio_api.base_url,
             "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": self.connections.url,
             "RELAY_WEBSOCKET_URL": "wss://bench.execute-api.us-east-1.amazonaws.com/live",
             "POWERTOOLS_LOG_LEVEL": "ERROR",
@@ -122,6 +127,7 @@ class Bench:
         self.env["DEAD_LETTER_QUEUE_URL"] = create_queue(boto3.client("sqs"), "DispatchDeadLetterQueue", "bench-dlq")
 
     def close(self) -> None:
+        self.twilio_api.stop()
         self.connections.stop()
         self.studio.stop()
         self.moto.stop()
@@ -165,6 +171,10 @@ class Bench:
             return _release()
         if logical_id == "HandoffTranscriptFunction":
             return self.transcript_request()
+        if logical_id == "HandoffWatchdogFunction":
+            from devtools.samples.make_events import _schedule
+
+            return _schedule()
         raise KeyError(logical_id)
 
     def transcript_request(self) -> dict[str, Any]:
@@ -235,6 +245,8 @@ class Bench:
             [python, "-I", "-S", "-B", "-c", code, *args], env=self.env, capture_output=True, text=True
         )
         seconds = time.perf_counter() - started
+        if result.returncode == -signal.SIGINT:
+            raise KeyboardInterrupt  # Ctrl-C reached the child first
         if result.returncode != 0:
             raise RuntimeError(f"a cold-start process failed:\n{result.stderr[-2000:]}")
         return seconds, result.stdout
@@ -509,4 +521,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main, "make bench"))

@@ -2,15 +2,17 @@
 
 It keeps the template's settings: FilterCriteria, BatchSize, partial batch responses (the
 failed record and everything after it on the shard is retried), MaximumRetryAttempts, and
-the OnFailure destination, which gets a record of the batch that could not be processed.
+the OnFailure destination, which gets Lambda's record of the batch that could not be processed
+(`stream_failure_record`: it names the shard and the range of sequence numbers, not the records).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from devtools.local.lambdas import LambdaContext
@@ -30,6 +32,7 @@ class StreamPoller:
         properties: dict[str, Any],
         on_failure: Callable[[dict[str, Any]], None] | None = None,
         interval: float = 0.25,
+        timeout_seconds: float | None = None,
     ) -> None:
         self._function = function
         self._handler = handler
@@ -40,6 +43,7 @@ class StreamPoller:
         self._max_retries = int(properties.get("MaximumRetryAttempts", -1))
         self._on_failure = on_failure
         self._interval = interval
+        self._timeout = timeout_seconds  # the function's Timeout: each invocation's context counts down from it
         self._pending: list[dict[str, Any]] = []
         self._attempts = 0
         self._stop = threading.Event()
@@ -86,7 +90,8 @@ class StreamPoller:
 
     def _invoke(self, batch: list[dict[str, Any]]) -> int | None:
         try:
-            result = self._handler(lambda_event(batch, self._arn), LambdaContext(function_name=self._function))
+            context = LambdaContext(function_name=self._function, timeout_seconds=self._timeout)
+            result = self._handler(lambda_event(batch, self._arn), context)
         except Exception:
             log.exception("%s raised; the whole batch is retried", self._function)
             return 0
@@ -100,15 +105,49 @@ class StreamPoller:
     def _give_up(self, records: list[dict[str, Any]]) -> None:
         log.error("%s: %d record(s) out of retries, sent to the failure destination", self._function, len(records))
         if self._on_failure is not None:
+            first = records[0]["dynamodb"]["SequenceNumber"]
             self._on_failure(
-                {
-                    "requestContext": {"functionArn": self._function, "condition": "RetryAttemptsExhausted"},
-                    "DDBStreamBatchInfo": {
-                        "streamArn": self._arn,
-                        "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
-                        "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
-                        "batchSize": len(records),
-                    },
-                    "records": json.loads(json.dumps(lambda_event(records, self._arn)["Records"], default=str)),
-                }
+                stream_failure_record(
+                    function=self._function,
+                    stream_arn=self._arn,
+                    shard_id=self._reader.shard_of.get(first, ""),
+                    records=records,
+                    invocations=self._attempts,
+                )
             )
+
+
+def stream_failure_record(
+    *, function: str, stream_arn: str, shard_id: str, records: list[dict[str, Any]], invocations: int
+) -> dict[str, Any]:
+    """What Lambda sends an SQS OnFailure destination for a DynamoDB stream batch it gave up on.
+
+    The shape of AWS's "services-dynamodb-errors" page (Powertools models it as
+    DynamoDBStreamLambdaOnFailureDestinationModel): metadata only, never the records themselves.
+    """
+
+    def arrival(record: dict[str, Any]) -> str:
+        created = record["dynamodb"].get("ApproximateCreationDateTime")
+        moment = created if isinstance(created, datetime) else datetime.fromtimestamp(float(created or 0), UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return {
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"arn:aws:lambda:us-east-1:123456789012:function:{function}",
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": invocations,
+        },
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        "DDBStreamBatchInfo": {
+            "shardId": shard_id,
+            "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
+            "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
+            "approximateArrivalOfFirstRecord": arrival(records[0]),
+            "approximateArrivalOfLastRecord": arrival(records[-1]),
+            "batchSize": len(records),
+            "streamArn": stream_arn,
+        },
+    }

@@ -56,6 +56,7 @@ class Gateway:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._failed: BaseException | None = None
         self.invocations: list[tuple[str, str, int]] = []  # (function, route, status) for tests and the console
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -73,6 +74,8 @@ class Gateway:
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("the local gateway did not start")
+        if self._failed is not None:
+            raise self._failed  # e.g. OSError: the port is taken
         return self
 
     def stop(self) -> None:
@@ -97,7 +100,15 @@ class Gateway:
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self._host, self._port)
-        self._loop.run_until_complete(site.start())
+        try:
+            self._loop.run_until_complete(site.start())
+        except BaseException as exc:
+            self._failed = exc
+            self._loop.run_until_complete(self._runner.cleanup())
+            self._loop.close()
+            self._loop = None
+            self._ready.set()
+            return
         self._port = site._server.sockets[0].getsockname()[1]  # the port chosen when 0 was asked for
         self._ready.set()
         self._loop.run_forever()

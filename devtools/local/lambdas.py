@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from types import ModuleType
 
 from devtools.template import ROOT
@@ -27,6 +28,11 @@ class LambdaContext:
     aws_request_id: str = "00000000-0000-0000-0000-000000000000"
     log_group_name: str = "/aws/lambda/local"
     log_stream_name: str = "local"
+    # Set, the remaining time counts down from the function's timeout as in Lambda; unset, it is 20 s.
+    timeout_seconds: float | None = None
+    started: float = field(default_factory=time.monotonic)
 
     def get_remaining_time_in_millis(self) -> int:
-        return 20_000
+        if self.timeout_seconds is None:
+            return 20_000
+        return max(0, int((self.started + self.timeout_seconds - time.monotonic()) * 1000))

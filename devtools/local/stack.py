@@ -4,18 +4,29 @@ It reads template.yaml and starts, on loopback:
 - moto's server as AWS, with every DynamoDB table and SQS queue the template declares;
 - one gateway port for the HTTP API routes, the WebSocket API and its @connections endpoint;
 - the DynamoDB Streams triggers, with the template's batch, filter and retry settings;
-- a Studio recorder standing in for the Executions API (shows what it received at its URL).
+- the template's schedules (the watchdog) as timers, every few seconds instead of every minute;
+- a Studio recorder standing in for the Executions API (shows what it received at its URL), and
+  Twilio's Messages API (the SMS a customer gets when their handoff failed).
+
+`LocalStack(faults=FaultPlan(...))` (`--faults`) sprinkles faults over it: throttled AWS calls,
+Studio 5xx, killed invocations (see devtools/local/faults.py).
 
 Credentials: with TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in your environment, webhooks are
 verified with your real token and handoffs go to the real Studio (set TWILIO_PHONE_NUMBER and
 TWILIO_STUDIO_HANDOFF_FLOW_SID too); otherwise the sample credentials of events/env.json are
 used, which the simulators sign with. LLM_PROVIDER and its variables pass through as well.
 Behind a tunnel, set PUBLIC_BASE_URL=https://<tunnel> (and RELAY_WEBSOCKET_URL=wss://<tunnel>/relay).
+
+Before it listens it checks the whole configuration as the functions do at cold start, and
+refuses to start with every problem named. HANDOFF_RELEASE_TOKEN is generated for the session
+(or taken from your shell) and printed, so `make release` and `/release` in `make sms` work.
+The functions' logs are shown one line per event; --json prints their raw JSON lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -28,6 +39,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from devtools.cli import UserError, run
+from devtools.local import state
 from devtools.samples import sample
 
 # Variables the product reads that a developer may set to leave the local defaults.
@@ -53,9 +66,18 @@ PASS_THROUGH = (
     "AGENT_SYSTEM_PROMPT",
     "HANDOFF_HOLD_SECONDS",
     "HANDOFF_HOLD_MESSAGE",
+    "HANDOFF_REPLY_MESSAGE",
+    "HANDOFF_RELEASE_TOKEN",
+    "HISTORY_LIMIT",
+    "SESSION_TTL_SECONDS",
+    "STUDIO_MAX_ATTEMPTS",
+    "DISPATCH_MAX_DELIVERIES",
     "VOICE_WELCOME_GREETING",
     "VOICE_LANGUAGE",
     "VOICE_TTS_VOICE",
+    "VOICE_TTS_PROVIDER",
+    "VOICE_TRANSCRIPTION_PROVIDER",
+    "VOICE_HANDOFF_REPLY_MESSAGE",
 )
 # The gateway lists the Studio recorder's executions here, for the simulators.
 STUDIO_PATH = "/_local/studio-executions"
@@ -80,7 +102,10 @@ def serialized_moto_server(host: str, port: int) -> Any:
 
             def one_at_a_time(environ: dict, start_response: Any) -> list[bytes]:
                 with lock:
-                    return list(app(environ, start_response))
+                    try:
+                        return list(app(environ, start_response))
+                    finally:
+                        forget_model_instances()
 
             self._server = make_server(
                 self._ip_address, self._port, one_at_a_time, True, request_handler=MotoRequestHandler
@@ -89,6 +114,18 @@ def serialized_moto_server(host: str, port: int) -> Any:
             self._server.serve_forever()
 
     return SerializedMotoServer(ip_address=host, port=port, verbose=False)
+
+
+def forget_model_instances() -> None:
+    """Drop moto's list of every model object it ever made (kept only for its dashboard).
+
+    A DynamoDB transaction deep-copies each table it touches, stream history included, to roll
+    back with; each copy is a new model object that moto's tracker keeps for ever. Without this a
+    long run (`make bench`, `make load`) grows by the size of the table on every transaction.
+    """
+    from moto.core.model_instances import reset_model_data
+
+    reset_model_data()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -106,6 +143,8 @@ class LocalStack:
     _stoppers: list[Any] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     real_twilio: bool = False
+    faults: Any = None  # a devtools.local.faults.FaultPlan, or None for a stack that behaves
+    schedule_seconds: float = 3.0  # how often scheduled functions (the watchdog) run here
 
     def start(self) -> LocalStack:
         try:
@@ -116,6 +155,8 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
+        if self.port:
+            _claim_port(self.host, self.port)
         # Everything below changes this process's environment; stop() puts it back.
         saved = dict(os.environ)
         self._stoppers.append(lambda: (os.environ.clear(), os.environ.update(saved)))
@@ -138,6 +179,18 @@ class LocalStack:
 
         self.studio = StudioRecorder(username=username, password=password, host=self.host).start()
         self._stoppers.append(self.studio.stop)
+        self.twilio_api = None
+        if not self.real_twilio:
+            from devtools.fakes.twilio_api import TwilioApiFake
+
+            self.twilio_api = TwilioApiFake(account_sid=username, auth_token=password)
+            self._stoppers.append(self.twilio_api.stop)
+        self.fault_injector = None
+        if self.faults is not None:
+            from devtools.local.faults import Faults
+
+            self.fault_injector = Faults(self.faults)
+            self.studio.server_errors(every=self.faults.studio_5xx_every, seed=self.faults.seed)
 
         from devtools import template_functions as tf
         from devtools.local.gateway import Gateway
@@ -151,16 +204,23 @@ class LocalStack:
         from agent_handoff import wiring
 
         wiring.reset()
+        self._stoppers.append(wiring.reset)
+        wiring.check()  # before anything listens: a bad setting stops the stack here, named
         for logical_id, spec in specs.items():
             handlers[logical_id] = spec.load()
+            if self.fault_injector is not None:
+                handlers[logical_id] = self.fault_injector.wrap(logical_id, handlers[logical_id])
+        if self.fault_injector is not None:
+            self.fault_injector.install([wiring.aws_client("dynamodb"), wiring.aws_client("sqs")])
         http = {(r.method, r.path): (r.function, handlers[r.function]) for r in tf.http_routes()}
         ws = {key: (fn, handlers[fn]) for key, fn in tf.websocket_routes().items()}
         extra = {STUDIO_PATH: lambda: [vars(r) for r in self.studio.requests], HANDOFFS_PATH: self.handoffs}
         extra.update(self._desk().routes())
-        self.gateway = Gateway(http, ws, host=self.host, port=gateway_port, extra_get=extra).start()
-        self._stoppers.append(wiring.reset)
+        self.gateway = Gateway(http, ws, host=self.host, port=gateway_port, extra_get=extra)
         self._stoppers.append(self.gateway.stop)
+        self.gateway.start()
         self._start_triggers(specs, handlers, physical)
+        self._start_schedules(specs, handlers)
 
     def _create_resources(self) -> dict[str, str]:
         import boto3
@@ -207,18 +267,24 @@ class LocalStack:
             # moto answers one request at a time and copies its tables on each transaction:
             # under load it is far slower than DynamoDB, so the local stack waits longer for it.
             AWS_CLIENT_READ_TIMEOUT_SECONDS="60",
+            # A handoff the stream has not delivered after this long is the watchdog's, which runs
+            # every few seconds here: stuck work is seen recovered in a local run.
+            HANDOFF_DISPATCH_GRACE_SECONDS="10",
             POWERTOOLS_TRACE_DISABLED="true",
             POWERTOOLS_METRICS_DISABLED="true",
         )
         for name in PASS_THROUGH:
             if self.environ.get(name):
                 env[name] = self.environ[name]
-        # The deployed stack generates it into its secret; a local session gets its own (the desk's Release).
+        # The deployed stack generates it into its secret; a local session gets its own.
         if not env.get("HANDOFF_RELEASE_TOKEN"):
             env["HANDOFF_RELEASE_TOKEN"] = secrets.token_urlsafe(30)
+        self.release_token = env["HANDOFF_RELEASE_TOKEN"]
         if self.real_twilio and not self.environ.get("STUDIO_BASE_URL"):
             env.pop("STUDIO_BASE_URL")
             os.environ.pop("STUDIO_BASE_URL", None)
+        if self.twilio_api is not None and not self.environ.get("TWILIO_API_BASE_URL"):
+            env["TWILIO_API_BASE_URL"] = self.twilio_api.base_url
         return env
 
     def _start_triggers(self, specs: dict, handlers: dict[str, Any], physical: dict[str, str]) -> None:
@@ -245,6 +311,7 @@ class LocalStack:
                 stream_arn=self._table_streams[trigger.table],
                 properties=trigger.properties,
                 on_failure=on_failure,
+                timeout_seconds=specs[trigger.function].timeout,
             ).start()
             self.pollers.append(poller)
             self._stoppers.append(poller.stop)
@@ -257,9 +324,40 @@ class LocalStack:
         return Desk(
             executions=lambda: list(self.studio.requests),
             table=self.physical["SessionsTable"],
-            release_token=self.env["HANDOFF_RELEASE_TOKEN"],
+            release_token=self.release_token,
             dynamodb=boto3.client("dynamodb"),
         )
+
+    def _start_schedules(self, specs: dict, handlers: dict[str, Any]) -> None:
+        from devtools.local.schedules import ScheduleRunner
+        from devtools.template_functions import schedule_triggers
+
+        self.schedules = {}
+        for trigger in schedule_triggers():
+            runner = ScheduleRunner(
+                function=trigger.function,
+                handler=handlers[trigger.function],
+                interval=self.schedule_seconds,
+                timeout_seconds=specs[trigger.function].timeout,
+                rule=f"local-{trigger.function}{trigger.event}",
+            ).start()
+            self.schedules[trigger.function] = runner
+            self._stoppers.append(runner.stop)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Every message in the template's queues, taken out of them (for load runs and tests)."""
+        import boto3
+
+        sqs = boto3.client("sqs")
+        bodies = []
+        for logical_id, url in self.physical.items():
+            if load_resource_type(logical_id) != "AWS::SQS::Queue":
+                continue
+            while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+                for message in batch:
+                    bodies.append(json.loads(message["Body"]))
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return bodies
 
     def handoffs(self) -> list[dict[str, Any]]:
         """Every handoff record in the sessions table, for the simulators and the curious."""
@@ -313,12 +411,37 @@ class LocalStack:
             else "Studio:           the real Executions API (your credentials)",
             f"Credentials:      {'your TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN' if self.real_twilio else 'the samples of events/env.json'}",
             f"LLM provider:     {self.env.get('LLM_PROVIDER', 'rules')}",
+            f"Release token:    {self.release_token}   (this session's HANDOFF_RELEASE_TOKEN)",
             "",
-            "Try it from another terminal:",
-            f"  make sms URL={self.url}",
-            f"  make call URL={self.url}",
+            "Try it from another terminal (they find this stack; URL=... points them elsewhere):",
+            "  make sms                    a customer texting; /release gives the conversation back to the agent",
+            "  make call                   a caller on ConversationRelay",
+            "  make release CUSTOMER=last  end the hold a handoff put on the last customer's conversation",
+            "",
+            "The functions' logs follow, one line per event (make local JSON=1 for the raw JSON).",
         ]
         return "\n".join(lines)
+
+
+def load_resource_type(logical_id: str) -> str:
+    from devtools.template import load_template
+
+    return load_template()["Resources"].get(logical_id, {}).get("Type", "")
+
+
+def _claim_port(host: str, port: int) -> None:
+    """Fail before anything starts when the gateway's port is taken, and say what to do."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+            raise UserError(
+                f"port {port} is already in use (another `make local`?): stop it, or choose a free port: "
+                f"make local PORT={port + 1}"
+            ) from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,21 +449,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", "3000")))
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="throttle 1 in 20 AWS calls, 5xx 1 in 50 Studio requests, kill 1 in 100 invocations",
+    )
+    parser.add_argument("--json", action="store_true", help="print the functions' raw JSON log lines")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    stack = LocalStack(host=args.host, port=args.port, log_level=args.log_level).start()
+    if not args.json:
+        from devtools.local.logs import HumanLogs
+
+        # The functions' loggers write to sys.stdout as it is when their modules are imported (in start).
+        sys.stdout = HumanLogs(sys.stdout)
+    from agent_handoff.config import explain
+    from agent_handoff.errors import ConfigError
+
+    faults = None
+    if args.faults:
+        from devtools.local.faults import FaultPlan
+
+        faults = FaultPlan()
+    stack = LocalStack(host=args.host, port=args.port, log_level=args.log_level, faults=faults)
+    try:
+        stack.start()
+    except ConfigError as exc:
+        raise UserError(
+            f"{explain(exc)}. Fix these variables in your shell (or unset them) and run `make local` again",
+            status=2,
+        ) from exc
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
+    state.save_stack(url=stack.url, release_token=stack.release_token, agent_number=stack.env["TWILIO_PHONE_NUMBER"])
     print(stack.banner(), flush=True)
     try:
         while not stopped.wait(0.5):
             pass
     finally:
         print("\nStopping the local stack...", file=sys.stderr, flush=True)
+        state.forget_stack()
         stack.stop()
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main, "make local"))

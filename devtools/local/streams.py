@@ -43,6 +43,7 @@ class StreamReader:
         self._client = streams_client
         self._arn = stream_arn
         self._last_sequence: dict[str, str] = {}
+        self.shard_of: dict[str, str] = {}  # sequence number -> shard id, for failure records
 
     def poll(self, limit: int = 100) -> list[dict[str, Any]]:
         shards = self._client.describe_stream(StreamArn=self._arn)["StreamDescription"]["Shards"]
@@ -61,6 +62,7 @@ class StreamReader:
             batch = self._client.get_records(ShardIterator=iterator, Limit=limit).get("Records", [])
             if batch:
                 self._last_sequence[shard_id] = batch[-1]["dynamodb"]["SequenceNumber"]
+            self.shard_of.update((r["dynamodb"]["SequenceNumber"], shard_id) for r in batch)
             records.extend(batch)
         return records
 

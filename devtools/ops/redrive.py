@@ -5,6 +5,10 @@
 
 With --stack, the queue and table come from the stack's outputs (DeadLetterQueueUrl,
 SessionsTableName). Uses your AWS credentials; --dry-run lists and changes nothing.
+
+Lambda's records of stream batches it gave up on are read back from the table's stream
+(DynamoDB Streams: GetShardIterator, GetRecords); once the stream has dropped them (24 hours),
+every handoff still owed is found in the table's PromisesIndex instead.
 """
 
 from __future__ import annotations
@@ -12,15 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from devtools.cli import run
+from devtools.ops import aws
+from devtools.ops.aws import OpsError
 
-def stack_outputs(cloudformation, stack_name: str) -> dict[str, str]:
-    stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+stack_outputs = aws.stack_outputs
 
 
 def main(argv: list[str] | None = None) -> int:
-    import boto3
-
     from agent_handoff.delivery.redrive import Redriver
     from agent_handoff.storage.session_store import SessionStore
 
@@ -31,22 +34,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="list what would be redriven; change nothing")
     args = parser.parse_args(argv)
     queue_url, table = args.queue_url, args.table
+    if not args.stack and not (queue_url and table):
+        raise OpsError("say which stack: make redrive STACK=<stack name> (or --queue-url and --table)")
+    session = aws.session()
     if args.stack:
-        outputs = stack_outputs(boto3.client("cloudformation"), args.stack)
+        outputs = stack_outputs(session.client("cloudformation"), args.stack)
+        missing = [k for k in ("DeadLetterQueueUrl", "SessionsTableName") if k not in outputs]
+        if missing and not (queue_url and table):
+            raise OpsError(f"stack {args.stack!r} has no output(s) {', '.join(missing)}: is it this product's stack?")
         queue_url, table = queue_url or outputs["DeadLetterQueueUrl"], table or outputs["SessionsTableName"]
-    if not queue_url or not table:
-        parser.error("give --stack, or both --queue-url and --table")
-    report = Redriver(SessionStore(boto3.client("dynamodb"), table), boto3.client("sqs"), queue_url).run(
-        dry_run=args.dry_run
-    )
+    with aws.errors("redrive"):
+        redriver = Redriver(
+            SessionStore(session.client("dynamodb"), table),
+            session.client("sqs"),
+            queue_url,
+            streams=session.client("dynamodbstreams"),
+        )
+        report = redriver.run(dry_run=args.dry_run)
     verb = "would redrive" if args.dry_run else "redrove"
     print(f"{report.messages} dead letter(s) read; {verb} {len(report.redriven)} handoff(s)")
     for handoff_id in report.redriven:
         print(f"  {handoff_id}")
+    if report.from_index:
+        print(f"{report.from_index} stream batch(es) had aged out of the stream: found through the PromisesIndex")
+    if report.settled:
+        print(f"{len(report.settled)} handoff(s) named were delivered or redriven already: {', '.join(report.settled)}")
     if report.skipped:
-        print(f"{len(report.skipped)} message(s) were not handoffs and stay in the queue: {', '.join(report.skipped)}")
+        print(f"{len(report.skipped)} message(s) stay in the queue: {', '.join(report.skipped)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, "make redrive"))

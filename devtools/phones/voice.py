@@ -1,12 +1,15 @@
-"""A phone call to a running stack, over real HTTP and a real WebSocket: `make call URL=...`.
+"""A phone call to a running stack, over real HTTP and a real WebSocket: `make call`.
 
-    python -m devtools.phones.voice --url URL                  # interactive: type what the caller says
+    python -m devtools.phones.voice --local                    # the running `make local`: type what the caller says
     python -m devtools.phones.voice --url URL --script FILE    # one line per turn, for demos and tests
+    ... --caller last                                          # the previous call's number (default: a new one)
 
 Lines are spoken as `prompt` frames; `press 0` sends a DTMF digit, `interrupt <heard text>`
-barges in, `hangup` ends the call. It prints every frame the product sends, and when an `end`
-frame arrives it posts the `<Connect action>` callback with HandoffData, as Twilio does, and
-prints the TwiML that routes the call.
+barges in, `hangup` ends the call. In a script, an `interrupt` line after a spoken line is sent
+while the agent is answering it (after its first words arrive), as a caller talking over the
+agent would. It prints every frame the product sends, and when an `end` frame arrives it posts
+the `<Connect action>` callback with HandoffData, as Twilio does, and prints the TwiML that
+routes the call.
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ import os
 import sys
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from twilio.request_validator import RequestValidator
 
+from devtools.cli import UserError, run
+from devtools.local import state
 from devtools.phones.twilio_side import post_signed
 from devtools.samples import sample
 from devtools.samples.events import action_params, call_params
 
 TURN_TIMEOUT_SECONDS = 20
+QUIET_SECONDS = 3  # how long a digit or an interrupt waits for frames that may never come
 
 
 @dataclass
@@ -36,6 +42,7 @@ class CallResult:
     frames: list[dict[str, Any]] = field(default_factory=list)
     twiml: list[str] = field(default_factory=list)
     handshake_status: int = 0
+    voice_status: int = 0  # what /voice answered
 
     @property
     def end(self) -> dict[str, Any] | None:
@@ -53,21 +60,29 @@ async def place_call(
     agent: str = sample.AGENT_NUMBER,
     signed_base: str | None = None,
     handshake_signature: str | None = None,
+    typed: bool = False,
 ) -> CallResult:
+    """`typed`: a person types the lines at a terminal (prompted, not echoed, never read ahead)."""
     import aiohttp
 
     base, signed = url.rstrip("/"), (signed_base or url).rstrip("/")
     result = CallResult()
     call_sid = "CA" + uuid.uuid4().hex
-    status, twiml = await asyncio.to_thread(
-        post_signed,
-        f"{base}/voice",
-        call_params(account_sid=account_sid, call_sid=call_sid, caller=caller, agent=agent),
-        auth_token,
-        signed_url=f"{signed}/voice",
-    )
+    try:
+        status, twiml = await asyncio.to_thread(
+            post_signed,
+            f"{base}/voice",
+            call_params(account_sid=account_sid, call_sid=call_sid, caller=caller, agent=agent),
+            auth_token,
+            signed_url=f"{signed}/voice",
+        )
+    except OSError as exc:
+        from devtools.phones.release import unreachable
+
+        raise unreachable(base, exc) from exc
     out.write(f"[twiml {status}] {twiml}\n")
     result.twiml.append(twiml)
+    result.voice_status = status
     if status != 200:
         return result
     connect = ET.fromstring(twiml).find("Connect")  # noqa: S314 - the product's own TwiML
@@ -119,22 +134,70 @@ async def place_call(
                     "customParameters": parameters,
                 }
             )
-            for line in lines:
-                text = line.strip()
-                if not text:
-                    continue
-                out.write(f"you> {text}\n")
+            turns = _Turns(lines, out, typed)
+            for text in turns:
                 if text == "hangup":
                     break
-                await socket.send_json(_frame_for(text))
-                if text.startswith("interrupt"):
+                frame = _frame_for(text)
+                await socket.send_json(frame)
+                if frame["type"] == "interrupt":
+                    out.write(f"   [interrupt] sent: the caller heard {frame['utteranceUntilInterrupt']!r}\n")
                     continue
-                frames = await _read_turn(socket, result, out)
+                # Speech and 0 (a person, by the design) get a turn; another digit may get nothing.
+                waited = TURN_TIMEOUT_SECONDS if frame.get("digit", "0") == "0" else QUIET_SECONDS
+                barge_in = None if typed else turns.next_interrupt()
+                frames = await _read_turn(socket, result, out, first_timeout=waited, barge_in=barge_in)
+                if not frames:
+                    out.write(f"   (nothing came back within {waited} s)\n")
+                if barge_in is not None and "_line" in barge_in:  # the agent said nothing to talk over
+                    out.write(f"you> {barge_in.pop('_line')}\n")
+                    await socket.send_json(barge_in)
+                    out.write(f"   [interrupt] sent: the caller heard {barge_in['utteranceUntilInterrupt']!r}\n")
                 if any(f.get("type") == "end" for f in frames):
                     await session_ends("ended", handoff_data=result.end["handoffData"])
                     return result
         await session_ends("completed")
     return result
+
+
+class _Turns:
+    """The caller's lines, one turn at a time; a script can be read ahead for its interrupts."""
+
+    def __init__(self, lines: Iterable[str], out: TextIO, typed: bool) -> None:
+        self._out, self._typed = out, typed
+        self._lines: Iterator[str] = iter(lines)
+        self._ahead: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        while True:
+            if self._typed:
+                self._out.write("you> ")
+                self._out.flush()
+            try:
+                text = (self._ahead.pop(0) if self._ahead else next(self._lines)).strip()
+            except StopIteration:
+                if self._typed:
+                    self._out.write("\n")  # Ctrl-D leaves the cursor after the prompt
+                raise
+            if text:
+                if not self._typed:  # a terminal already shows what was typed
+                    self._out.write(f"you> {text}\n")
+                return text
+
+    def next_interrupt(self) -> dict[str, Any] | None:
+        """The interrupt frame that follows in the script, taken now to be sent during the reply."""
+        if not self._ahead:
+            for line in self._lines:
+                if line.strip():
+                    self._ahead.append(line)
+                    break
+        if self._ahead and self._ahead[0].strip().startswith("interrupt"):
+            text = self._ahead.pop(0).strip()
+            return _frame_for(text) | {"_line": text}
+        return None
 
 
 def _frame_for(text: str) -> dict[str, Any]:
@@ -146,10 +209,20 @@ def _frame_for(text: str) -> dict[str, Any]:
     return {"type": "prompt", "voicePrompt": text, "lang": "en-US", "last": True}
 
 
-async def _read_turn(socket: Any, result: CallResult, out: TextIO) -> list[dict[str, Any]]:
-    """Frames until the turn is over: a text with last=true (and an end, if one follows quickly)."""
+async def _read_turn(
+    socket: Any,
+    result: CallResult,
+    out: TextIO,
+    *,
+    first_timeout: float = TURN_TIMEOUT_SECONDS,
+    barge_in: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Frames until the turn is over: a text with last=true (and an end, if one follows quickly).
+
+    `barge_in`: an interrupt frame to send as soon as the agent's first words arrive.
+    """
     frames: list[dict[str, Any]] = []
-    timeout = TURN_TIMEOUT_SECONDS
+    timeout = first_timeout
     while True:
         try:
             message = await socket.receive(timeout=timeout)
@@ -161,39 +234,68 @@ async def _read_turn(socket: Any, result: CallResult, out: TextIO) -> list[dict[
         frames.append(frame)
         result.frames.append(frame)
         out.write(f"   [frame] {message.data}\n")
+        if barge_in is not None and frame.get("type") == "text":
+            line = barge_in.pop("_line")
+            await socket.send_json(barge_in)
+            out.write(f"you> {line}\n   [interrupt] sent while the agent was speaking\n")
+            barge_in = None
         if frame.get("type") == "end":
             break
         if frame.get("type") == "text" and frame.get("last"):
             out.write(f"agent> {''.join(f['token'] for f in frames if f.get('type') == 'text')}\n")
             timeout = 1.0  # an end frame may follow the last words
+        else:
+            timeout = TURN_TIMEOUT_SECONDS
     return frames
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", required=True, help="a running stack's base URL (make local prints it)")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="a running stack's base URL")
+    target.add_argument("--local", action="store_true", help="the running `make local` (its URL, or port 3000)")
     parser.add_argument("--script", type=argparse.FileType("r"), help="one caller line per turn")
+    parser.add_argument("--caller", help="the caller's number: E.164, 'new' (default) or 'last' (the previous call's)")
     parser.add_argument("--signed-url", help="the base URL Twilio would sign, when it differs (a tunnel)")
     args = parser.parse_args(argv)
-    interactive = args.script is None and sys.stdin.isatty()
-    if interactive:
+    from devtools.phones import release as releasing
+
+    base = releasing.stack_url(args.url)
+    caller = state.choose_number("caller", args.caller)
+    agent = releasing.agent_number(base)
+    typed = args.script is None and sys.stdin.isatty()
+    print(
+        f"You are {caller}, calling the agent at {agent} through {base} (CALLER=last: this number again).", flush=True
+    )
+    if typed:
         print("Speak as the caller (type a line). 'press 0', 'interrupt <heard>', 'hangup'. Ctrl-D hangs up.")
     source: Iterable[str] = args.script or sys.stdin
-    if not interactive and args.script is None:
+    if not typed and args.script is None:
         source = sys.stdin.readlines() or ["What are your opening hours?", "I'd like to speak to a person"]
     result = asyncio.run(
         place_call(
             source,
             sys.stdout,
-            url=args.url,
+            url=base,
             signed_base=args.signed_url,
             account_sid=os.environ.get("TWILIO_ACCOUNT_SID", sample.ACCOUNT_SID),
             auth_token=os.environ.get("TWILIO_AUTH_TOKEN", sample.AUTH_TOKEN),
+            caller=caller,
+            agent=agent,
+            typed=typed,
         )
     )
+    if result.voice_status != 200:
+        raise UserError(
+            f"the stack answered /voice with HTTP {result.voice_status}: its terminal (make local) says why"
+        )
+    if result.handshake_status != 101:
+        raise UserError(
+            f"the WebSocket handshake was refused (HTTP {result.handshake_status}): both sides need the same TWILIO_AUTH_TOKEN"
+        )
     print("\nhanded off" if result.end else "\ncall ended")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run(main, "make call"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
 from typing import Any
@@ -309,3 +310,22 @@ def action_params(
         params["ErrorCode"] = error_code
         params["ErrorMessage"] = "WebSocket connection closed"
     return params
+
+
+def release_event(
+    customer: str, agent: str, token: str, *, at: float | None = None, request_id: str | None = None
+) -> dict[str, Any]:
+    """What a Studio "Make HTTP Request" widget sends to /handoff/release when the human is done."""
+    body = json.dumps({"customer": customer, "agentNumber": agent})
+    event = http_api_event(
+        "/handoff/release",
+        {},
+        auth_token=None,
+        content_type="application/json",
+        body=body,
+        at=at,
+        request_id=request_id,
+    )
+    event["headers"]["authorization"] = f"Bearer {token}"
+    event["headers"]["user-agent"] = "TwilioProxy/1.1"
+    return event

@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from devtools.cli import run
 from devtools.samples import sample
 from devtools.samples.events import (
     DEFAULT_HOST,
@@ -22,6 +23,7 @@ from devtools.samples.events import (
     call_params,
     http_api_event,
     http_get_event,
+    release_event,
     sms_params,
     ws_connect_event,
     ws_disconnect_event,
@@ -68,19 +70,9 @@ def _sms(body: str, sid: str) -> dict[str, Any]:
 
 def _release() -> dict[str, Any]:
     """What a Studio "Make HTTP Request" widget sends when the human conversation ends."""
-    body = json.dumps({"customer": sample.CUSTOMER_NUMBER, "agentNumber": sample.AGENT_NUMBER})
-    event = http_api_event(
-        "/handoff/release",
-        {},
-        auth_token=None,
-        content_type="application/json",
-        body=body,
-        at=FIXED_TIME,
-        request_id="sample-release",
+    return release_event(
+        sample.CUSTOMER_NUMBER, sample.AGENT_NUMBER, sample.RELEASE_TOKEN, at=FIXED_TIME, request_id="sample-release"
     )
-    event["headers"]["authorization"] = f"Bearer {sample.RELEASE_TOKEN}"
-    event["headers"]["user-agent"] = "TwilioProxy/1.1"
-    return event
 
 
 def _transcript() -> dict[str, Any]:
@@ -105,6 +97,8 @@ def _dispatch_stream() -> dict[str, Any]:
         "deliveries": {"N": "0"},
         "createdAt": {"N": str(int(FIXED_TIME))},
         "expiresAt": {"N": str(int(FIXED_TIME) + 30 * 24 * 3600)},
+        "promise": {"S": "handoff"},
+        "promiseDue": {"N": str(int(FIXED_TIME) + 120)},
     }
     return {
         "Records": [
@@ -125,6 +119,21 @@ def _dispatch_stream() -> dict[str, Any]:
                 "eventSourceARN": f"arn:aws:dynamodb:us-east-1:123456789012:table/{sample.TABLE_NAME}/stream/2026-11-18T00:00:00.000",
             }
         ]
+    }
+
+
+def _schedule() -> dict[str, Any]:
+    """What EventBridge's `rate(1 minute)` rule sends the watchdog."""
+    return {
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-11-18T20:26:40Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/ai-handoff-HandoffWatchdogFunctionEveryMinute"],
+        "detail": {},
     }
 
 
@@ -243,6 +252,7 @@ def build() -> dict[str, Any]:
         "dispatch-stream.json": _dispatch_stream(),
         "handoff-release.json": _release(),
         "handoff-transcript.json": _transcript(),
+        "watchdog-schedule.json": _schedule(),
         **_voice_events(),
         "env.json": env,
     }
@@ -269,4 +279,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main, "make events"))

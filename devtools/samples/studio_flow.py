@@ -21,6 +21,7 @@ import json
 import sys
 from typing import Any
 
+from devtools.cli import run
 from devtools.template import ROOT
 
 FLOW_FILE = ROOT / "studio" / "handoff-flow.json"
@@ -152,4 +153,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main, "make flow"))

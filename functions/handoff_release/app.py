@@ -1,15 +1,17 @@
 """HandoffReleaseFunction: POST /handoff/release -> the AI answers this customer again."""
 
 import json
-import time
 
 from agent_handoff import wiring
+from agent_handoff.deadline import Deadline
 from agent_handoff.delivery import release
 from agent_handoff.errors import ConfigError, StoreError, WebhookRejected
 from agent_handoff.masking import mask_phone
-from agent_handoff.observability import function_logger, route_core_logs
+from agent_handoff.observability import config_problem, function_logger, metric, route_core_logs
 
 logger = function_logger("handoff-release")
+
+RESERVE_SECONDS = 1.5  # the answer and its log lines, after Studio's last request
 
 
 def _json(status, body):
@@ -23,14 +25,25 @@ def handler(event, context):
         release.authenticate(event, wiring.settings().handoff_release_token)
         request = release.parse(event)
         logger.append_keys(customer=mask_phone(request.customer))
-        released = wiring.session_store().end_hold(request.conversation_key, now=int(time.time()))
+        outcome = wiring.releaser().release(
+            request, deadline=Deadline.from_context(context, reserve_seconds=RESERVE_SECONDS)
+        )
     except WebhookRejected as exc:
         logger.warning("release refused", extra={"status": exc.status, "reason": exc.reason})
         return _json(exc.status, {"released": False, "error": exc.reason})
-    except (ConfigError, StoreError):
-        logger.exception("release not processed")
+    except (ConfigError, StoreError) as exc:
+        if isinstance(exc, ConfigError):
+            config_problem(logger, exc)
+        else:
+            logger.exception("release not processed")
         return _json(500, {"released": False, "error": "temporarily unable to release"})
-    logger.info("hold released" if released else "nothing to release")
-    if not released:
+    if not outcome.released:
+        logger.info("nothing to release")
         return _json(404, {"released": False, "error": "no conversation with this customer is with a person"})
-    return _json(200, {"released": True})
+    logger.info(
+        "hold released",
+        extra={"handoff_id": outcome.handoff_id, "execution": outcome.execution_sid, "ended": outcome.execution_ended},
+    )
+    if outcome.execution_sid:
+        metric("ExecutionsEnded", status="ended" if outcome.execution_ended else "failed")
+    return _json(200, outcome.answer())

@@ -8,7 +8,8 @@ import time
 
 from agent_handoff import wiring
 from agent_handoff.deadline import Deadline
-from agent_handoff.observability import function_logger, metric, route_core_logs
+from agent_handoff.errors import ConfigError
+from agent_handoff.observability import config_problem, function_logger, metric, route_core_logs
 from agent_handoff.voice.binding import PARAMETER as BINDING_PARAMETER
 from agent_handoff.voice.sender import ApiGatewaySender
 from agent_handoff.webhooks.handshake import binding_of, handshake_is_signed
@@ -52,8 +53,11 @@ def handler(event, context):
             metric("VoiceEndsNotSent", outcome=result.end)
         if result.refused:
             metric("RelayBindingsRefused", stage="setup", reason=result.refused)
-    except Exception:
-        logger.exception("frame not handled")
+    except Exception as exc:
+        if isinstance(exc, ConfigError):
+            config_problem(logger, exc)
+        else:
+            logger.exception("frame not handled")
         if route == "$connect":
             return REFUSED
     return ACCEPTED

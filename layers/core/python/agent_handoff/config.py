@@ -189,6 +189,19 @@ class Settings:
     aws_read_timeout_seconds: float = setting("AWS_CLIENT_READ_TIMEOUT_SECONDS", 3.0, seconds(above=0, maximum=60))
     studio_max_attempts: int = setting("STUDIO_MAX_ATTEMPTS", 4, integer(minimum=1, maximum=10))
     dispatch_max_deliveries: int = setting("DISPATCH_MAX_DELIVERIES", 5, integer(minimum=1, maximum=50))
+    handoff_dispatch_grace_seconds: int = setting(
+        "HANDOFF_DISPATCH_GRACE_SECONDS", 120, integer(minimum=1, maximum=3600)
+    )
+    handoff_delivery_budget_seconds: int = setting(
+        "HANDOFF_DELIVERY_BUDGET_SECONDS", 900, integer(minimum=60, maximum=24 * 3600)
+    )
+    handoff_failed_message: str = setting(
+        "HANDOFF_FAILED_MESSAGE",
+        "Sorry, we couldn't reach a member of our team right now. I can keep helping you here, "
+        "or you can ask for a person again later.",
+        text(max_length=1600),
+    )
+    twilio_api_base_url: str = setting("TWILIO_API_BASE_URL", "https://api.twilio.com", url)
 
     @classmethod
     def variables(cls) -> dict[str, str]:
@@ -198,7 +211,7 @@ class Settings:
     @classmethod
     def from_mapping(cls, environ: Mapping[str, str]) -> Settings:
         values: dict[str, Any] = {}
-        problems = []
+        problems, phrases = [], []
         for spec in fields(cls):
             variable = spec.metadata["variable"]
             raw = environ.get(variable)
@@ -209,8 +222,9 @@ class Settings:
                 values[spec.name] = spec.metadata["parse"](raw)
             except ValueError as exc:
                 problems.append(f"{variable}: {exc}")
+                phrases.append(f"{variable} {exc}")
         if problems:
-            raise ConfigError("invalid configuration: " + "; ".join(problems))
+            raise ConfigError("invalid configuration: " + "; ".join(problems), tuple(phrases))
         return cls(**values)
 
     def require(self, *variables: str) -> Settings:
@@ -218,7 +232,10 @@ class Settings:
         attributes = self.variables()
         missing = [var for var in variables if getattr(self, attributes[var]) in (None, "")]
         if missing:
-            raise ConfigError("missing required environment variable(s): " + ", ".join(missing))
+            raise ConfigError(
+                "missing required environment variable(s): " + ", ".join(missing),
+                tuple(f"{var} is required and not set" for var in missing),
+            )
         return self
 
     def check_llm_fits(self, function_timeout_seconds: float, *, reserve_seconds: float) -> Settings:
@@ -243,3 +260,8 @@ class Settings:
             return self.twilio_api_key, self.twilio_api_secret
         self.require("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
         return self.twilio_account_sid, self.twilio_auth_token  # type: ignore[return-value]
+
+
+def explain(error: ConfigError) -> str:
+    """The error for people: every variable that is wrong and what it should be, on one line."""
+    return "configuration problem: " + "; ".join(error.problems)

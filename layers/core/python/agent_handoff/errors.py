@@ -2,7 +2,14 @@
 
 
 class ConfigError(RuntimeError):
-    """The environment does not describe a runnable function. The message names the variable."""
+    """The environment does not describe a runnable function. The message names the variable.
+
+    `problems` holds one phrase per variable ("LLM_PROVIDER must be one of ..."), for people.
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
 
 
 class WebhookRejected(Exception):

@@ -17,8 +17,11 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from . import log_context
+from .config import explain
+from .errors import ConfigError
 
 NAMESPACE_DEFAULT = "AiHandoff"
+_config_problems_logged: set[str] = set()
 
 
 def function_logger(service: str) -> Logger:
@@ -51,3 +54,12 @@ def metric(name: str, value: float = 1, *, unit: MetricUnit = MetricUnit.Count, 
     with single_metric(name=name, unit=unit, value=value, namespace=namespace) as emitted:
         for key, dimension in dimensions.items():
             emitted.add_dimension(name=key, value=dimension or "none")
+
+
+def config_problem(logger: Logger, error: ConfigError) -> None:
+    """A configuration error in plain words, once per cold start: every request fails the same way
+    until the environment is fixed, and a traceback would say nothing more."""
+    message = explain(error)
+    if message not in _config_problems_logged:
+        _config_problems_logged.add(message)
+        logger.error(message)

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import wiring
 from .errors import ConfigError, StoreError, WebhookRejected
+from .observability import config_problem
 from .webhooks import responses
 from .webhooks.request import require_account, require_fields, verified_request
 
@@ -37,7 +38,10 @@ def twilio_webhook(
             except WebhookRejected as exc:
                 logger.warning("webhook refused", extra={"status": exc.status, "reason": exc.reason})
                 return responses.rejection(exc)
-            except (ConfigError, StoreError):
+            except ConfigError as exc:
+                config_problem(logger, exc)
+                return responses.server_error()
+            except StoreError:
                 logger.exception("webhook not processed")
                 return responses.server_error()
 

@@ -66,7 +66,11 @@ def session_store() -> Any:
     from .storage.session_store import SessionStore
 
     current = settings().require("SESSIONS_TABLE_NAME")
-    return SessionStore(aws_client("dynamodb"), current.sessions_table_name)
+    return SessionStore(
+        aws_client("dynamodb"),
+        current.sessions_table_name,
+        handoff_grace_seconds=current.handoff_dispatch_grace_seconds,
+    )
 
 
 def check_llm_budget(context: Any, *, reserve_seconds: float) -> None:
@@ -144,24 +148,84 @@ def sms_service() -> Any:
 
 
 @lru_cache(maxsize=1)
-def dispatcher() -> Any:
-    from .delivery.dead_letters import SqsDeadLetters
-    from .delivery.dispatch import HandoffDispatcher
+def studio_client() -> Any:
     from .delivery.studio import StudioClient
 
-    current = settings().require("TWILIO_STUDIO_HANDOFF_FLOW_SID", "DEAD_LETTER_QUEUE_URL")
-    studio = StudioClient(
+    current = settings()
+    return StudioClient(
         base_url=current.studio_base_url,
         credentials=current.rest_credentials,
         max_attempts=current.studio_max_attempts,
     )
+
+
+@lru_cache(maxsize=1)
+def customer_messages() -> Any:
+    from .delivery.messages import TwilioMessages
+
+    current = settings().require("TWILIO_ACCOUNT_SID")
+    return TwilioMessages(
+        base_url=current.twilio_api_base_url,
+        account_sid=current.twilio_account_sid,
+        credentials=current.rest_credentials,
+    )
+
+
+@lru_cache(maxsize=1)
+def dispatcher() -> Any:
+    from .delivery.dead_letters import SqsDeadLetters
+    from .delivery.dispatch import HandoffDispatcher
+    from .delivery.failure import HandoffFailures
+
+    current = settings().require("TWILIO_STUDIO_HANDOFF_FLOW_SID", "DEAD_LETTER_QUEUE_URL")
+    failures = HandoffFailures(
+        session_store(),
+        SqsDeadLetters(lambda: aws_client("sqs"), current.dead_letter_queue_url),
+        customer_messages,
+        notice=current.handoff_failed_message,
+    )
     return HandoffDispatcher(
         session_store(),
-        studio,
-        SqsDeadLetters(lambda: aws_client("sqs"), current.dead_letter_queue_url),
+        studio_client(),
+        failures,
         flow_sid=current.studio_flow_sid,
         max_deliveries=current.dispatch_max_deliveries,
+        budget_seconds=current.handoff_delivery_budget_seconds,
     )
+
+
+def promise_keepers() -> list[Any]:
+    """One keeper per kind of promise the watchdog keeps (the PromisesIndex's `promise` values).
+
+    "handoff": SMS handoffs not delivered in time; "voice_end": a caller's `end` that no frame sent.
+    """
+    from .delivery.watchdog import HandoffKeeper
+    from .voice.keeper import VoiceEndKeeper
+    from .voice.promises import EndPromises
+    from .voice.sender import ApiGatewaySender
+
+    def sender_for(call: Any) -> Any:
+        return ApiGatewaySender(management_client(call.endpoint), call.connection_id)
+
+    return [
+        HandoffKeeper(session_store(), dispatcher()),
+        VoiceEndKeeper(call_store(), EndPromises(call_store()), sender_for),
+    ]
+
+
+@lru_cache(maxsize=1)
+def watchdog() -> Any:
+    from .delivery.watchdog import Watchdog
+
+    return Watchdog(promise_keepers())
+
+
+@lru_cache(maxsize=1)
+def releaser() -> Any:
+    from .delivery.release import Releaser
+
+    current = settings().require("TWILIO_STUDIO_HANDOFF_FLOW_SID")
+    return Releaser(session_store(), studio_client(), flow_sid=current.studio_flow_sid)
 
 
 @lru_cache(maxsize=1)
@@ -279,6 +343,24 @@ def management_client(endpoint_url: str) -> Any:
     return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
 
 
+def check() -> None:
+    """Every check the functions make at cold start, at once: `make local` runs it before it listens.
+
+    The settings' values first (all of them named in one ConfigError), then what each function's
+    services require, built as a cold start builds them (clients are made, nothing is called).
+    """
+    current = settings()
+    problems: list[str] = []
+    builders = (lambda: current.require("TWILIO_AUTH_TOKEN"), sms_service, dispatcher, watchdog, releaser, voice_calls)
+    for build in (*builders, voice_relay, transcript_service):
+        try:
+            build()
+        except ConfigError as exc:
+            problems += [problem for problem in exc.problems if problem not in problems]
+    if problems:
+        raise ConfigError("configuration problems: " + "; ".join(problems), tuple(problems))
+
+
 def reset() -> None:
     for getter in (
         settings,
@@ -286,7 +368,11 @@ def reset() -> None:
         aws_client,
         session_store,
         sms_service,
+        studio_client,
+        customer_messages,
         dispatcher,
+        watchdog,
+        releaser,
         call_store,
         voice_calls,
         voice_relay,

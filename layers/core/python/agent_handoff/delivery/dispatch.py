@@ -1,46 +1,54 @@
-"""Delivers digital handoffs to Studio: at least once, and never as two executions.
+"""Delivers digital handoffs to Studio: at least once, never as two executions, within a deadline.
 
 A handoff record moves pending -> dispatching (a lease) -> delivered | failed. Only the
-holder of the lease posts to Studio; a redelivered stream record finds the record
-delivered or failed and does nothing. Permanent failures, and records that keep failing
-past their delivery budget, go to the dead-letter queue with their reason before the
-record is marked failed, so a crash in between repeats the dead letter, never loses it.
+holder of the lease posts to Studio; a redelivered stream record finds the record delivered
+or failed and does nothing. Permanent failures, and records that keep failing past their
+delivery budget, go to the dead-letter queue with their reason before the record is marked
+failed (see `failure`), so a crash in between repeats the dead letter, never loses it.
+
+Time: callers pass their invocation's deadline. Each record gets at most RECORD_BUDGET_SECONDS
+of it from the moment it is claimed, and its lease lasts exactly that long plus the writes that
+settle it, so a dispatcher killed by its timeout holds a record no longer than it could have
+worked on it; the next invocation waits that lease out when it fits its own deadline. A record
+that cannot finish in time is handed back with its lease released, for the stream's next retry.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import NamedTuple
 
-from ..handoff import HandoffPayload
+from ..deadline import Deadline
+from ..handoff import HandoffPayload, InvalidPayload
 from ..masking import mask_phone
 from ..storage.records import HandoffRecord
 from ..storage.session_store import SessionStore
+from .busy_contact import BusyContact
+from .failure import HandoffFailures
 from .studio import ExecutionResult, StudioClient
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 120  # longer than the dispatch function's timeout
-
-
-class DeadLetters(Protocol):
-    def send(self, message: dict[str, Any]) -> None: ...
+RECORD_BUDGET_SECONDS = 15.0  # Studio attempts, retry sleeps and a 409's resolution for one record
+SETTLE_SECONDS = 3  # the writes after Studio's last answer (record, contact, dead letter)
+RESERVE_SECONDS = 3.0  # kept back from the runtime's deadline: handing records back, the response
+MIN_RECORD_SECONDS = 2.0  # a record is not started with less than this left
 
 
 class RetryLater(Exception):
     """Delivery failed for a reason that may pass; the event source should redeliver the record."""
 
 
-@dataclass(frozen=True)
-class DispatchOutcome:
+class DispatchOutcome(NamedTuple):
     handoff_id: str
-    status: str  # delivered | failed | skipped
-    outcome: str  # created | already_active | permanent_error | gave_up | <status seen when skipped>
+    status: str  # delivered | failed | skipped | settled
+    outcome: str  # created | already_active | permanent_error | gave_up | contact_busy | overdue | ...
     execution_sid: str = ""
     latency_seconds: float = 0.0  # from the handoff's record to its outcome
+    customer_notice: str = ""  # failed handoffs: sent | failed | already | off
 
 
 class HandoffDispatcher:
@@ -48,73 +56,141 @@ class HandoffDispatcher:
         self,
         store: SessionStore,
         studio: StudioClient,
-        dead_letters: DeadLetters,
+        failures: HandoffFailures,
         *,
         flow_sid: str,
         max_deliveries: int,
+        budget_seconds: int,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._store = store
         self._studio = studio
-        self._dead_letters = dead_letters
+        self._failures = failures
+        self._busy = BusyContact(store, studio, flow_sid=flow_sid, clock=clock)
         self._flow_sid = flow_sid
         self._max_deliveries = max_deliveries
+        self._budget_seconds = budget_seconds
         self._clock = clock
+        self._sleep = sleep
 
-    def dispatch(self, handoff_id: str) -> DispatchOutcome:
+    def dispatch(self, handoff_id: str, *, deadline: Deadline) -> DispatchOutcome:
+        """Deliver one record before the invocation's `deadline`, in at most RECORD_BUDGET_SECONDS once claimed."""
+        record = self._claim(handoff_id, deadline)
+        if record.status != "dispatching":
+            return DispatchOutcome(handoff_id, "skipped", record.status, record.execution_sid)
+        return self._deliver(record, deadline.within(RECORD_BUDGET_SECONDS))
+
+    def recover(self, handoff_id: str, *, deadline: Deadline) -> DispatchOutcome:
+        """The watchdog's way in: an overdue promise is delivered now, failed, or finished."""
+        record = self._store.get_handoff(handoff_id)
+        if record is None:
+            return DispatchOutcome(handoff_id, "skipped", "missing")
         now = int(self._clock())
-        record, owned = self._store.claim_handoff(handoff_id, now=now, lease_seconds=LEASE_SECONDS)
+        if record.status == "failed":
+            notice = self._failures.aftermath(record, deadline=deadline)
+            return DispatchOutcome(handoff_id, "settled", record.outcome or "failed", customer_notice=notice)
+        if not record.undelivered:
+            self._store.settle_promise(handoff_id)
+            return DispatchOutcome(handoff_id, "settled", record.status, record.execution_sid)
+        if record.status == "dispatching" and record.lease_until >= now:
+            return DispatchOutcome(handoff_id, "skipped", "leased")  # the index lagged behind a live lease
+        if record.deliveries >= self._max_deliveries or now - record.created_at >= self._budget_seconds:
+            claimed, owned = self._store.claim_handoff(handoff_id, now=now, lease_seconds=self._lease(deadline))
+            if not owned or claimed is None:
+                raise RetryLater(f"handoff {handoff_id} was taken by another dispatcher")
+            detail = f"undelivered after {now - record.created_at}s and {record.deliveries} deliveries" + (
+                f" (last error: {record.error})" if record.error else ""
+            )
+            return self._fail(claimed, "overdue", detail, deadline.within(RECORD_BUDGET_SECONDS))
+        return self.dispatch(handoff_id, deadline=deadline)
+
+    # -- the lease ----------------------------------------------------------------------
+
+    def _lease(self, deadline: Deadline) -> int:
+        """As long as this invocation may still work on the record: its budget, and the writes after."""
+        return math.ceil(deadline.within(RECORD_BUDGET_SECONDS).remaining()) + SETTLE_SECONDS
+
+    def _claim(self, handoff_id: str, deadline: Deadline) -> HandoffRecord:
+        """The record, leased to this invocation when it is still to be delivered."""
+        now = int(self._clock())
+        record, owned = self._store.claim_handoff(handoff_id, now=now, lease_seconds=self._lease(deadline))
         if record is None:
             # A stream record for an item that was never written cannot be delivered; say so loudly.
             raise LookupError(f"handoff {handoff_id} does not exist")
-        if not owned:
-            if record.status == "dispatching":
-                raise RetryLater(f"handoff {handoff_id} is being delivered by another invocation")
-            return DispatchOutcome(handoff_id, "skipped", record.status, record.execution_sid)
+        if owned or record.status != "dispatching":
+            return record
+        # Leased elsewhere: usually an invocation that was killed. Its lease ends within one
+        # record's budget and settling; wait for it when that fits, rather than spend a stream retry.
+        wait = record.lease_until - now + 1
+        if 0 < wait <= deadline.remaining() - MIN_RECORD_SECONDS:
+            self._sleep(wait)
+            now = int(self._clock())
+            record, owned = self._store.claim_handoff(handoff_id, now=now, lease_seconds=self._lease(deadline))
+            if record is not None and (owned or record.status != "dispatching"):
+                return record
+        raise RetryLater(f"handoff {handoff_id} is being delivered by another invocation")
 
-        result = self._studio.start_execution(
-            flow_sid=self._flow_sid, to=record.to, from_=record.from_, parameters=_studio_parameters(record)
-        )
-        return self._settle(record, result)
+    # -- delivery -----------------------------------------------------------------------
 
-    def _settle(self, record: HandoffRecord, result: ExecutionResult) -> DispatchOutcome:
-        now = int(self._clock())
+    def _deliver(self, record: HandoffRecord, deadline: Deadline) -> DispatchOutcome:
+        try:
+            payload = HandoffPayload.from_json(record.payload_json)
+        except InvalidPayload as exc:
+            return self._fail(record, "permanent_error", f"the stored payload is invalid: {exc}", deadline)
+        post = {"flow_sid": self._flow_sid, "to": record.to, "from_": record.from_}
+        parameters = payload.studio_parameters()
+        result = self._studio.start_execution(**post, parameters=parameters, deadline=deadline)
+        if result.kind != "already_active":
+            return self._settle(record, payload, result, deadline)
+        verdict = self._busy.resolve(record, payload.conversation_id, deadline)
+        if verdict.kind == "ours":
+            return self._delivered(record, payload, "already_active", verdict.execution_sid, verdict.detail)
+        if verdict.kind == "foreign":
+            return self._fail(record, "contact_busy", verdict.detail, deadline)
+        if verdict.kind == "unknown":
+            return self._settle(record, payload, ExecutionResult("transient", detail=verdict.detail), deadline)
+        # The stale execution is gone (or was already): post once more.
+        again = self._studio.start_execution(**post, parameters=parameters, deadline=deadline)
+        if again.kind == "already_active":
+            return self._fail(record, "contact_busy", f"{again.detail}, still, after: {verdict.detail}", deadline)
+        return self._settle(record, payload, again, deadline)
+
+    def _settle(
+        self, record: HandoffRecord, payload: HandoffPayload, result: ExecutionResult, deadline: Deadline
+    ) -> DispatchOutcome:
         hid = record.handoff_id
-        if result.kind in ("created", "already_active"):
-            self._store.finish_handoff(
-                hid,
-                status="delivered",
-                outcome=result.kind,
-                execution_sid=result.execution_sid,
-                error=result.detail,
-                now=now,
-            )
-            log.info("handoff %s delivered to %s (%s)", hid, mask_phone(record.to), result.kind)
-            return DispatchOutcome(hid, "delivered", result.kind, result.execution_sid, now - record.created_at)
+        if result.kind == "created":
+            return self._delivered(record, payload, "created", result.execution_sid, "")
         if result.kind == "transient" and record.deliveries < self._max_deliveries:
-            self._store.release_handoff(hid, error=result.detail)
+            self._store.release_handoff(hid, error=result.detail, now=int(self._clock()))
             raise RetryLater(f"handoff {hid}: {result.detail} (delivery {record.deliveries} of {self._max_deliveries})")
         outcome = "permanent_error" if result.kind == "permanent" else "gave_up"
-        reason = f"{outcome}: {result.detail}"
-        self._dead_letters.send(_dead_letter(record, reason, now))
-        self._store.finish_handoff(hid, status="failed", outcome=outcome, error=result.detail, now=now)
-        log.error("handoff %s failed and was dead-lettered: %s", hid, reason)
-        return DispatchOutcome(hid, "failed", outcome, latency_seconds=now - record.created_at)
+        return self._fail(record, outcome, result.detail, deadline)
 
+    def _delivered(
+        self, record: HandoffRecord, payload: HandoffPayload, outcome: str, execution_sid: str, detail: str
+    ) -> DispatchOutcome:
+        now = int(self._clock())
+        hid = record.handoff_id
+        if execution_sid:
+            # First, so that a crash before the record is finished still leaves the contact's owner known.
+            self._store.record_execution(
+                flow_sid=self._flow_sid,
+                customer=record.to,
+                agent_number=record.from_,
+                execution_sid=execution_sid,
+                handoff_id=hid,
+                conversation_id=payload.conversation_id,
+                now=now,
+            )
+        self._store.finish_handoff(
+            hid, status="delivered", outcome=outcome, execution_sid=execution_sid, error=detail, now=now
+        )
+        log.info("handoff %s delivered to %s (%s)", hid, mask_phone(record.to), outcome)
+        return DispatchOutcome(hid, "delivered", outcome, execution_sid, now - record.created_at)
 
-def _studio_parameters(record: HandoffRecord) -> str:
-    return HandoffPayload.from_json(record.payload_json).studio_parameters()
-
-
-def _dead_letter(record: HandoffRecord, reason: str, now: int) -> dict[str, Any]:
-    return {
-        "type": "handoff.failed",
-        "handoffId": record.handoff_id,
-        "channel": record.channel,
-        "reason": reason,
-        "deliveries": record.deliveries,
-        "failedAt": now,
-        "to": record.to,
-        "from": record.from_,
-        "payload": record.payload_json,
-    }
+    def _fail(self, record: HandoffRecord, outcome: str, detail: str, deadline: Deadline) -> DispatchOutcome:
+        notice = self._failures.fail(record, outcome, detail, deadline=deadline)
+        latency = int(self._clock()) - record.created_at
+        return DispatchOutcome(record.handoff_id, "failed", outcome, latency_seconds=latency, customer_notice=notice)

@@ -2,14 +2,17 @@
 
 Two kinds of message land in the dead-letter queue:
 - `handoff.failed`, written by the dispatcher with the reason and the payload;
-- Lambda's own failure records for a stream batch it gave up on (they name sequence numbers,
-  not handoffs), which are matched by looking for handoff records left pending.
+- Lambda's OnFailure records for a stream batch it gave up on. They name no handoff: their
+  `DDBStreamBatchInfo` gives the stream, the shard and the range of sequence numbers, and the
+  handoff records are read back from the stream (GetShardIterator AT_SEQUENCE_NUMBER, then
+  GetRecords to the end of the range). Once the stream has dropped them (it keeps 24 hours),
+  every handoff still owed is found in the PromisesIndex instead.
 
-Each redriven handoff becomes a new record (`<original id>.r<time>`) whose stream INSERT goes
-through the normal dispatcher, and the original is marked `redriven` so that no dispatcher
-picks it up again; Studio's one-active-execution rule still keeps a contact from getting two
-executions. A message is deleted only after its handoff was written again, so a crash midway
-loses nothing.
+Each undelivered handoff becomes a new record (`<original id>.r<time>`), written in one
+transaction with the original's move to `redriven`, whatever the original's age; the new
+record's stream INSERT goes through the normal dispatcher, and Studio's one-active-execution
+rule still keeps a contact from getting two executions. A message is deleted only after every
+handoff it stands for was written again, so a crash midway loses nothing.
 """
 
 from __future__ import annotations
@@ -21,28 +24,41 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..storage.dynamo import plain_item
 from ..storage.records import HandoffRecord
 from ..storage.session_store import SessionStore
 
 log = logging.getLogger(__name__)
 
-STUCK_AFTER_SECONDS = 15 * 60
+# What DynamoDB Streams answers for records it no longer has (or a shard that is gone).
+AGED_OUT = {"TrimmedDataAccessException", "ResourceNotFoundException", "ExpiredIteratorException"}
+ALL_PROMISES = 2**62  # a promiseDue beyond any real one: every handoff still owed
+MAX_EMPTY_PAGES = 3
 
 
 @dataclass
 class RedriveReport:
     redriven: list[str] = field(default_factory=list)  # original handoff ids
-    skipped: list[str] = field(default_factory=list)  # messages that named nothing to redrive
+    settled: list[str] = field(default_factory=list)  # named by a message, but delivered or redriven already
+    skipped: list[str] = field(default_factory=list)  # messages left in the queue, and why
+    from_index: int = 0  # stream batches whose records had aged out: found through the PromisesIndex
     messages: int = 0
 
 
 class Redriver:
     def __init__(
-        self, store: SessionStore, sqs: Any, queue_url: str, *, clock: Callable[[], float] = time.time
+        self,
+        store: SessionStore,
+        sqs: Any,
+        queue_url: str,
+        *,
+        streams: Any = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._sqs = sqs
         self._queue_url = queue_url
+        self._streams = streams
         self._clock = clock
 
     def run(self, *, dry_run: bool = False, max_messages: int = 1000) -> RedriveReport:
@@ -56,27 +72,36 @@ class Redriver:
                 break
             for message in batch:
                 report.messages += 1
+                message_id = message.get("MessageId", "?")
                 body = _json(message.get("Body", ""))
                 if body.get("type") == "handoff.failed" and body.get("handoffId"):
                     self._redrive_failed(body, report, dry_run)
-                elif "DDBStreamBatchInfo" in body:
-                    pass  # the stuck records it stands for are found below
+                elif isinstance(body.get("DDBStreamBatchInfo"), dict):
+                    problem = self._redrive_batch(body["DDBStreamBatchInfo"], report, dry_run)
+                    if problem:
+                        report.skipped.append(f"{message_id} ({problem})")
+                        log.warning("stream batch %s not redriven: %s; left in the queue", message_id, problem)
+                        peeked.append(message["ReceiptHandle"])
+                        continue
                 else:
-                    report.skipped.append(message.get("MessageId", "?"))
-                    log.warning("dead letter %s is not a handoff; left in the queue", message.get("MessageId"))
+                    report.skipped.append(f"{message_id} (not a handoff)")
+                    log.warning("dead letter %s is not a handoff; left in the queue", message_id)
+                    peeked.append(message["ReceiptHandle"])
                     continue
                 if dry_run:
                     peeked.append(message["ReceiptHandle"])
                 else:
                     self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
         for handle in peeked:
-            # Visible again at once: a dry run leaves the queue exactly as it found it.
+            # Visible again at once: what was not redriven stays for the operator, as it was.
             self._sqs.change_message_visibility(QueueUrl=self._queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
-        self._redrive_stuck(report, dry_run)
         return report
 
     def _redrive_failed(self, body: dict[str, Any], report: RedriveReport, dry_run: bool) -> None:
         original = self._store.get_handoff(body["handoffId"])
+        if original is not None and original.status in ("delivered", "redriven"):
+            report.settled.append(original.handoff_id)
+            return
         record = original or HandoffRecord(
             handoff_id=body["handoffId"],
             channel=body.get("channel", "sms"),
@@ -85,24 +110,74 @@ class Redriver:
             from_=body.get("from", ""),
             payload_json=body.get("payload", ""),
         )
-        self._write_again(record, report, dry_run)
+        self._write_again(record, report, dry_run, original_exists=original is not None)
 
-    def _redrive_stuck(self, report: RedriveReport, dry_run: bool) -> None:
-        before = int(self._clock()) - STUCK_AFTER_SECONDS
-        for record in self._store.undelivered_handoffs(created_before=before):
-            if record.handoff_id not in report.redriven:
-                self._write_again(record, report, dry_run)
+    def _redrive_batch(self, info: dict[str, Any], report: RedriveReport, dry_run: bool) -> str:
+        """Redrive what a stream batch held; a reason when it cannot be read (the message then stays)."""
+        try:
+            handoff_ids = self._batch_handoffs(info)
+        except Exception as exc:
+            return f"the stream could not be read: {_error_code(exc) or type(exc).__name__}"
+        if handoff_ids is None:
+            report.from_index += 1
+            handoff_ids = self._store.handoff_promises(due_before=ALL_PROMISES, limit=10_000)
+        for handoff_id in handoff_ids:
+            record = self._store.get_handoff(handoff_id)
+            if record is not None and record.undelivered:
+                self._write_again(record, report, dry_run, original_exists=True)
+            elif record is not None and record.status != "failed":  # a failed one has its own dead letter
+                report.settled.append(handoff_id)
+        return ""
 
-    def _write_again(self, record: HandoffRecord, report: RedriveReport, dry_run: bool) -> None:
-        report.redriven.append(record.handoff_id)
+    def _batch_handoffs(self, info: dict[str, Any]) -> list[str] | None:
+        """Handoff ids in the batch's sequence range; None when the stream no longer holds it."""
+        if self._streams is None or not all(
+            info.get(key) for key in ("streamArn", "shardId", "startSequenceNumber", "endSequenceNumber")
+        ):
+            return None
+        try:
+            iterator = self._streams.get_shard_iterator(
+                StreamArn=info["streamArn"],
+                ShardId=info["shardId"],
+                ShardIteratorType="AT_SEQUENCE_NUMBER",
+                SequenceNumber=info["startSequenceNumber"],
+            )["ShardIterator"]
+            end = int(info["endSequenceNumber"])
+            ids: list[str] = []
+            empty = 0
+            while iterator and empty < MAX_EMPTY_PAGES:
+                page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+                records = page.get("Records", [])
+                for record in records:
+                    if int(record["dynamodb"]["SequenceNumber"]) > end:
+                        return ids
+                    image = plain_item((record.get("dynamodb") or {}).get("NewImage") or {})
+                    if record.get("eventName") == "INSERT" and image.get("kind") == "handoff":
+                        ids.append(str(image["handoffId"]))
+                empty = 0 if records else empty + 1
+                iterator = page.get("NextShardIterator")
+            return ids
+        except Exception as exc:
+            if _error_code(exc) in AGED_OUT:
+                return None
+            raise
+
+    def _write_again(
+        self, record: HandoffRecord, report: RedriveReport, dry_run: bool, *, original_exists: bool
+    ) -> None:
         if dry_run:
+            report.redriven.append(record.handoff_id)
             return
         now = int(self._clock())
         again = record._replace(handoff_id=f"{record.handoff_id.split('.r')[0]}.r{now}", status="pending")
-        self._store.insert_handoff(again, now=now)
-        self._store.finish_handoff(
-            record.handoff_id, status="redriven", outcome="redriven", error=f"redriven as {again.handoff_id}", now=now
-        )
+        if original_exists:
+            written = self._store.redrive_handoff(record.handoff_id, again, now=now)
+        else:  # its record expired: the dead letter's copy is all there is
+            written = self._store.insert_handoff(again, now=now)
+        if not written:
+            report.settled.append(record.handoff_id)  # another redrive, or a dispatcher, got there first
+            return
+        report.redriven.append(record.handoff_id)
         log.info("handoff %s redriven as %s", record.handoff_id, again.handoff_id)
 
 
@@ -112,3 +187,9 @@ def _json(text: str) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _error_code(exc: Exception) -> str:
+    """An AWS error code without importing botocore (this module runs in Lambda's core layer too)."""
+    response = getattr(exc, "response", None) or {}
+    return str((response.get("Error") or {}).get("Code", ""))

@@ -4,6 +4,10 @@ Called by the Studio flow or Flex when the human conversation ends. It is authen
 a shared token (in the stack's secret): Studio's HTTP widget cannot sign requests the way
 Twilio signs webhooks, but it can send basic auth in the URL, and a Twilio Function or Flex
 plugin can send a bearer token.
+
+Releasing also ends the Studio execution the handoff started (best effort, and said in the
+answer): Studio keeps one active execution per contact, and a released one left active would
+hold the contact, so the customer's next handoff would reach nobody.
 """
 
 from __future__ import annotations
@@ -12,15 +16,21 @@ import base64
 import binascii
 import hmac
 import json
+import logging
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
-from ..errors import WebhookRejected
-from ..storage.session_store import conversation_key
+from ..deadline import Deadline
+from ..errors import StoreError, WebhookRejected
+from ..storage.session_store import SessionStore, conversation_key
 from ..webhooks.request import MAX_BODY_BYTES, lower_headers
+from .studio import StudioClient
+
+log = logging.getLogger(__name__)
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
@@ -80,3 +90,57 @@ def parse(event: Mapping[str, Any]) -> ReleaseRequest:
     if channel != "sms":
         raise WebhookRejected(400, "channel must be sms (a voice handoff ends with its call)")
     return ReleaseRequest(channel=channel, customer=customer, agent_number=agent)
+
+
+class ReleaseOutcome(NamedTuple):
+    released: bool
+    handoff_id: str = ""
+    execution_sid: str = ""  # the Studio execution the handoff started, "" when it started none
+    execution_ended: bool = False
+    detail: str = ""
+
+    def answer(self) -> dict[str, Any]:
+        """The release's JSON answer: what was released and what became of the Studio execution."""
+        body: dict[str, Any] = {"released": self.released}
+        if self.released:
+            body["handoffId"] = self.handoff_id
+            body["execution"] = (
+                {"sid": self.execution_sid, "ended": self.execution_ended, "detail": self.detail}
+                if self.execution_sid
+                else None
+            )
+        return body
+
+
+class Releaser:
+    def __init__(
+        self, store: SessionStore, studio: StudioClient, *, flow_sid: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._store = store
+        self._studio = studio
+        self._flow_sid = flow_sid
+        self._clock = clock
+
+    def release(self, request: ReleaseRequest, *, deadline: Deadline) -> ReleaseOutcome:
+        hold = self._store.release_hold(request.conversation_key, now=int(self._clock()))
+        if hold is None:
+            return ReleaseOutcome(False)
+        record = self._store.get_handoff(hold.handoff_id)
+        if record is None or not record.execution_sid:
+            return ReleaseOutcome(True, hold.handoff_id)
+        sid = record.execution_sid
+        # The hold is released whatever happens next; ending the execution is best effort, and a
+        # dispatcher that later meets it still active ends it then (see busy_contact).
+        end = self._studio.end_execution(flow_sid=self._flow_sid, execution_sid=sid, deadline=deadline)
+        now = int(self._clock())
+        try:
+            self._store.note_execution_end(hold.handoff_id, ended=end.ended, detail=end.detail, now=now)
+            if end.ended:
+                self._store.mark_execution_ended(
+                    flow_sid=self._flow_sid, customer=record.to, agent_number=record.from_, execution_sid=sid, now=now
+                )
+        except StoreError:
+            log.exception("the end of execution %s was not recorded", sid)
+        if not end.ended:
+            log.warning("execution %s of handoff %s was not ended: %s", sid, hold.handoff_id, end.detail)
+        return ReleaseOutcome(True, hold.handoff_id, sid, end.ended, end.detail)

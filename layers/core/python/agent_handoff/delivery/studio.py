@@ -1,12 +1,12 @@
-"""Twilio Studio Executions API client: starts one flow execution and says how it went.
+"""Twilio Studio Executions API: start an execution, end one, find the contact's active one.
 
-Studio has no idempotency key. What keeps a retried POST from starting a second execution
-is Studio's own rule that a contact has one active execution at a time: a repeat answers
-HTTP 409 (Twilio code 20409), which is reported as `already_active`, not as a failure.
+Studio has no idempotency key. What keeps a retried POST from starting a second execution is
+Studio's rule that a contact has one active execution at a time: a repeat answers HTTP 409
+(Twilio code 20409), reported here as `already_active`. That only says the contact is busy,
+not with what: the dispatcher decides whose execution it is (see `busy_contact`).
 
-It speaks urllib3, not httpx: botocore has already imported urllib3 in every function, so
-the one HTTPS call the dispatcher makes adds no import and no eager trust-store load to its
-cold start (httpx's cost 0.2x of the floor; see README, Benchmarks).
+Every call works to a Deadline: request timeouts and retry sleeps are cut to what remains, and
+an attempt that could not finish in time is not started.
 """
 
 from __future__ import annotations
@@ -16,25 +16,41 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
-from urllib.parse import urlencode
+from typing import Any, Literal, NamedTuple
 
-import urllib3
-
-from ..masking import mask_phones_in
+from ..deadline import Deadline
+from .twilio_http import MIN_REQUEST_SECONDS, Answer, TwilioHttp
 
 log = logging.getLogger(__name__)
 
 TWILIO_CODE_EXECUTION_ACTIVE = 20409
 MAX_RETRY_AFTER_SECONDS = 10.0
+# Studio's list has no filter by contact: the active executions are read page by page, this far at most.
+LIST_PAGE_SIZE = 50
+MAX_LIST_PAGES = 20
+DEFAULT_BUDGET_SECONDS = 60.0
 
 
-@dataclass(frozen=True)
-class ExecutionResult:
+class ExecutionResult(NamedTuple):
     kind: Literal["created", "already_active", "permanent", "transient"]
     execution_sid: str = ""
     status_code: int = 0
+    detail: str = ""
+
+
+class EndResult(NamedTuple):
+    ended: bool  # the execution is not active any more (ended now, before, or never existed)
+    detail: str = ""
+
+
+class ActiveExecution(NamedTuple):
+    sid: str
+    conversation_id: str  # from its HandoffData; "" when it carries none (this product did not start it)
+
+
+class ActiveLookup(NamedTuple):
+    found: ActiveExecution | None
+    complete: bool  # False: Studio could not be read to the end, so `found=None` proves nothing
     detail: str = ""
 
 
@@ -50,79 +66,120 @@ class StudioClient:
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
-        self._headers = {
-            **urllib3.make_headers(basic_auth=":".join(credentials)),
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Accept": "application/json",
-        }
-        # Retries are ours (they honour Retry-After and Studio's 409); urllib3 makes one attempt.
-        self._pool = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=3.0, read=timeout_seconds), retries=False, maxsize=1
-        )
+        self._http = TwilioHttp(credentials=credentials, read_timeout=timeout_seconds)
         self._max_attempts = max_attempts
         self._backoff = backoff_base_seconds
         self._sleep = sleep or time.sleep
 
-    def start_execution(self, *, flow_sid: str, to: str, from_: str, parameters: str) -> ExecutionResult:
+    def start_execution(
+        self, *, flow_sid: str, to: str, from_: str, parameters: str, deadline: Deadline | None = None
+    ) -> ExecutionResult:
         """POST the execution, retrying 429, 5xx and network errors with capped exponential backoff."""
+        deadline = deadline or Deadline.after(DEFAULT_BUDGET_SECONDS)
+        url = f"{self._base_url}/v2/Flows/{flow_sid}/Executions"
+        form = {"To": to, "From": from_, "Parameters": parameters}
         result = ExecutionResult(kind="transient", detail="not attempted")
         for attempt in range(1, self._max_attempts + 1):
-            result, retry_after = self._post_once(flow_sid, {"To": to, "From": from_, "Parameters": parameters})
-            if result.kind != "transient" or attempt == self._max_attempts:
+            answer = self._http.request("POST", url, form=form, deadline=deadline)
+            result = _execution_result(answer)
+            if result.kind != "transient" or attempt == self._max_attempts or answer.error.startswith("deadline"):
                 break
-            delay = retry_after if retry_after is not None else self._backoff * 2 ** (attempt - 1)
-            delay = min(delay, MAX_RETRY_AFTER_SECONDS) * random.uniform(0.8, 1.2)
+            delay = self._delay(attempt, answer.retry_after, deadline)
+            if delay is None:
+                result = result._replace(detail=f"{result.detail} (deadline: no time for attempt {attempt + 1})")
+                break
             log.info("Studio attempt %d failed (%s); retrying in %.2fs", attempt, result.detail, delay)
             self._sleep(delay)
         return result
 
-    def _post_once(self, flow_sid: str, form: dict[str, str]) -> tuple[ExecutionResult, float | None]:
+    def end_execution(self, *, flow_sid: str, execution_sid: str, deadline: Deadline) -> EndResult:
+        """POST Status=ended, as twilio's `executions(sid).update(status="ended")` does; one retry."""
+        url = f"{self._base_url}/v2/Flows/{flow_sid}/Executions/{execution_sid}"
+        answer = Answer(0, {}, error="not attempted")
+        for attempt in (1, 2):
+            answer = self._http.request("POST", url, form={"Status": "ended"}, deadline=deadline)
+            if answer.ok:
+                return EndResult(True, f"ended {execution_sid}")
+            if answer.status == 404:
+                return EndResult(True, f"{execution_sid} does not exist")
+            delay = self._delay(attempt, answer.retry_after, deadline) if answer.transient else None
+            if delay is None:
+                break
+            self._sleep(delay)
+        return EndResult(False, answer.detail())
+
+    def active_execution(self, *, flow_sid: str, contact: str, deadline: Deadline) -> ActiveLookup:
+        """The contact's active execution of the flow, and whose conversation it serves.
+
+        The Executions list filters by status and creation date, not by contact (twilio-python's
+        `executions.list(status=..., date_created_from=..., date_created_to=...)`), so the active
+        ones are read page by page; the execution's Context says which conversation it serves.
+        """
+        url: str | None = f"{self._base_url}/v2/Flows/{flow_sid}/Executions?status=active&PageSize={LIST_PAGE_SIZE}"
+        for _ in range(MAX_LIST_PAGES):
+            if url is None:
+                return ActiveLookup(None, complete=True)
+            answer = self._http.request("GET", url, deadline=deadline)
+            if not answer.ok:
+                return ActiveLookup(None, complete=False, detail=f"listing executions: {answer.detail()}")
+            for execution in answer.body.get("executions") or []:
+                if (
+                    execution.get("contact_channel_address") == contact
+                    and execution.get("status", "active") == "active"
+                ):
+                    return self._with_conversation(flow_sid, str(execution.get("sid", "")), deadline)
+            url = _next_page(answer.body, self._base_url)
+        return ActiveLookup(None, complete=False, detail=f"more than {MAX_LIST_PAGES} pages of active executions")
+
+    def _with_conversation(self, flow_sid: str, sid: str, deadline: Deadline) -> ActiveLookup:
+        answer = self._http.request(
+            "GET", f"{self._base_url}/v2/Flows/{flow_sid}/Executions/{sid}/Context", deadline=deadline
+        )
+        if not answer.ok:
+            return ActiveLookup(None, complete=False, detail=f"reading {sid}'s context: {answer.detail()}")
+        return ActiveLookup(ActiveExecution(sid, _conversation_id(answer.body)), complete=True)
+
+    def _delay(self, attempt: int, retry_after: float | None, deadline: Deadline) -> float | None:
+        """How long to wait before the next attempt, or None when it would not fit the deadline."""
+        delay = retry_after if retry_after is not None else self._backoff * 2 ** (attempt - 1)
+        delay = min(delay, MAX_RETRY_AFTER_SECONDS) * random.uniform(0.8, 1.2)
+        room = deadline.remaining() - MIN_REQUEST_SECONDS
+        if retry_after is not None and delay > room:
+            return None  # Studio asked for more than is left: another attempt now would be refused too
+        delay = min(delay, room)
+        return delay if delay >= 0 else None
+
+
+def _execution_result(answer: Answer) -> ExecutionResult:
+    status, body = answer.status, answer.body
+    if status in (200, 201):
+        sid = str(body.get("sid") or "")
+        if not sid.startswith("FN"):
+            return ExecutionResult(kind="transient", status_code=status, detail="answer had no execution sid")
+        return ExecutionResult(kind="created", execution_sid=sid, status_code=status)
+    if status == 409 or body.get("code") == TWILIO_CODE_EXECUTION_ACTIVE:
+        return ExecutionResult(kind="already_active", status_code=status, detail=answer.detail())
+    if answer.transient:
+        return ExecutionResult(kind="transient", status_code=status, detail=answer.detail())
+    return ExecutionResult(kind="permanent", status_code=status, detail=answer.detail())
+
+
+def _conversation_id(body: dict[str, Any]) -> str:
+    """`context.flow.data.HandoffData.conversationId`: the Parameters this product starts executions with."""
+    data = ((body.get("context") or {}).get("flow") or {}).get("data") or {}
+    handoff = data.get("HandoffData") if isinstance(data, dict) else None
+    if isinstance(handoff, str):  # a flow may hold the parameter as the JSON string it was sent as
         try:
-            response = self._pool.request(
-                "POST",
-                f"{self._base_url}/v2/Flows/{flow_sid}/Executions",
-                body=urlencode(form),
-                headers=self._headers,
-            )
-        except urllib3.exceptions.NewConnectionError as exc:  # urllib3 files it under timeouts; nothing was sent
-            return ExecutionResult(kind="transient", detail=f"network error: {type(exc).__name__}"), None
-        except urllib3.exceptions.TimeoutError:
-            # The request may have reached Studio; a retry then meets 409, which is success.
-            return ExecutionResult(kind="transient", detail="timed out"), None
-        except urllib3.exceptions.HTTPError as exc:
-            return ExecutionResult(kind="transient", detail=f"network error: {type(exc).__name__}"), None
-        status = response.status
-        body = _json_or_empty(response)
-        if status in (200, 201):
-            sid = str(body.get("sid") or "")
-            if not sid.startswith("FN"):
-                return ExecutionResult(kind="transient", status_code=status, detail="answer had no execution sid"), None
-            return ExecutionResult(kind="created", execution_sid=sid, status_code=status), None
-        detail = _twilio_error(status, body)
-        if status == 409 or body.get("code") == TWILIO_CODE_EXECUTION_ACTIVE:
-            return ExecutionResult(kind="already_active", status_code=status, detail=detail), None
-        if status == 429 or status >= 500:
-            return ExecutionResult(kind="transient", status_code=status, detail=detail), _retry_after(response)
-        return ExecutionResult(kind="permanent", status_code=status, detail=detail), None
+            handoff = json.loads(handoff)
+        except ValueError:
+            return ""
+    return str(handoff.get("conversationId") or "") if isinstance(handoff, dict) else ""
 
 
-def _json_or_empty(response: urllib3.BaseHTTPResponse) -> dict:
-    try:
-        body = json.loads(response.data)
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _twilio_error(status: int, body: dict) -> str:
-    code = body.get("code")
-    message = mask_phones_in(str(body.get("message") or "")[:300])
-    return f"HTTP {status}" + (f" code {code}" if code else "") + (f": {message}" if message else "")
-
-
-def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+def _next_page(body: dict[str, Any], base_url: str) -> str | None:
+    url = (body.get("meta") or {}).get("next_page_url")
+    if not url:
         return None
+    # Studio answers with absolute studio.twilio.com URLs; keep the configured base (a recorder in tests).
+    path = url.split("://", 1)[-1].partition("/")[2]
+    return f"{base_url}/{path}"

@@ -185,7 +185,7 @@ class SmsService:
         rebases = 0
         while True:
             now = int(self._clock())
-            conversation = self._current(key, message, now)
+            conversation, notice = self._current(key, message, now)
             log_context.bind(conversation_id=conversation.conversation_id)
             if conversation.hold is not None:
                 commit, reply = self._held_turn(conversation, message, token)
@@ -193,6 +193,10 @@ class SmsService:
                 if decided is None:
                     decided = self._decide(conversation, message, turn_deadline)
                 commit, reply = self._agent_turn(conversation, message, token, decided, now, transcript_base_url)
+            if notice and reply.text:
+                # The hold ended because its handoff failed: this reply says first that nobody is coming.
+                reply = reply._replace(text=f"{notice}\n\n{reply.text}")
+                commit = commit._replace(reply=reply.text)
             try:
                 self._commit(commit, now=now, deadline=deadline)
             except ConcurrentUpdate:
@@ -203,14 +207,18 @@ class SmsService:
                 continue
             return reply
 
-    def _current(self, key: str, message: InboundSms, now: int) -> Conversation:
-        """The conversation as stored, or a new one; a hold that has ended gives the AI a fresh conversation."""
+    def _current(self, key: str, message: InboundSms, now: int) -> tuple[Conversation, str]:
+        """The conversation as stored, or a new one; a hold that has ended gives the AI a fresh conversation.
+
+        Also the ended hold's notice: set when it ended because its handoff failed.
+        """
         conversation = self._store.load_conversation(key) or self._new_conversation(key, message)
         if conversation.hold is not None and not conversation.hold.active(now):
-            return self._new_conversation(key, message)._replace(
+            fresh = self._new_conversation(key, message)._replace(
                 version=conversation.version, history=conversation.history
             )
-        return conversation
+            return fresh, conversation.hold.notice
+        return conversation, ""
 
     def _commit(self, commit: TurnCommit, *, now: int, deadline: Deadline) -> None:
         """Send the commit; while DynamoDB is only busy, send it again after a jittered pause, if time allows."""

@@ -447,6 +447,21 @@ class CallStore(DynamoTable):
         )
         return int(plain_item(response["Attributes"])["reconnects"])
 
+    def forget_end_promise(self, call_sid: str) -> bool:
+        """Drop a `voice_end` promise nobody can keep by posting: the handoff is no longer pending,
+        or the call has no socket (the action callback routes it). Checked again as it is written."""
+        try:
+            self._update(
+                call_key(call_sid),
+                f"REMOVE {_END_FIELDS}",
+                condition="attribute_exists(pk) AND (handoffState <> :pending OR attribute_not_exists(connectionId) "
+                "OR attribute_not_exists(endpoint))",
+                values={":pending": "pending"},
+            )
+        except ConcurrentUpdate:
+            return False
+        return True
+
     def close_call(self, call_sid: str, *, status: str, now: int) -> None:
         self._update(
             call_key(call_sid),

@@ -20,11 +20,16 @@ class Turn(NamedTuple):
 
 
 class Hold(NamedTuple):
-    """The conversation is with a human: the AI stays silent until `until` (epoch seconds)."""
+    """The conversation is with a human: the AI stays silent until `until` (epoch seconds).
+
+    `notice` is set when the hold was lifted because its handoff failed: the AI's next reply
+    starts with it, so the customer learns plainly that no person is coming.
+    """
 
     handoff_id: str
     reason: str
     until: int
+    notice: str = ""
 
     def active(self, now: int) -> bool:
         return now < self.until
@@ -58,6 +63,26 @@ class HandoffRecord(NamedTuple):
     outcome: str = ""
     error: str = ""
     created_at: int = 0
+    lease_until: int = 0
+    customer_notified: bool = False  # the failure SMS was claimed (sent at most once)
+
+    @property
+    def undelivered(self) -> bool:
+        return self.status in ("pending", "dispatching")
+
+
+class StudioContact(NamedTuple):
+    """The last Studio execution this product started for a contact (flow, customer, agent number).
+
+    Studio keeps one active execution per contact and its 409 names none, so this is how a
+    dispatcher meeting a 409 knows which execution is active and which handoff started it.
+    """
+
+    execution_sid: str
+    handoff_id: str
+    conversation_id: str
+    status: Literal["active", "ended"] = "active"
+    started_at: int = 0
 
 
 class MessageClaim(NamedTuple):

@@ -6,6 +6,11 @@ One table, one string key `pk`, items told apart by `kind`:
 - `MSG#{sid}`     a webhook claim and its reply, for deduplication of Twilio retries
 - `HANDOFF#{id}`  a handoff record; its INSERT on the table's stream is the dispatch outbox
 - `TRANSCRIPT#{conversationId}`  written with a handoff, for its transcript link (transcripts.py)
+- `STUDIO#{flow}#{customer}#{agent}`  the last Studio execution started for that contact
+
+A handoff record owes its customer something until it is delivered, or failed with its hold
+lifted and the customer told: until then it carries `promise = "handoff"` and `promiseDue`,
+the sparse PromisesIndex the watchdog queries for what is overdue.
 
 Every write is conditional, so two invocations touching one conversation cannot lose an
 update, and AWS error codes become the domain's own exceptions here and nowhere else.
@@ -18,13 +23,17 @@ from typing import Any
 
 from ..errors import ConcurrentUpdate, StoreBusy, StoreError
 from .dynamo import DynamoTable, TransactionCancelled, history_attribute, history_from, n, plain_item, s
-from .records import Conversation, HandoffRecord, Hold, MessageClaim, TurnCommit
+from .records import Conversation, HandoffRecord, Hold, MessageClaim, StudioContact, TurnCommit
 from .transcripts import pointer_put
 
 MESSAGE_TTL_SECONDS = 3 * 24 * 3600
 # Claims written before they carried `leaseUntil` count as held for this long after `claimedAt`.
 LEGACY_LEASE_SECONDS = 30
 HANDOFF_TTL_SECONDS = 30 * 24 * 3600
+HANDOFF_PROMISE = "handoff"
+PROMISES_INDEX = "PromisesIndex"
+# How long a new handoff may wait for the stream's dispatcher before the watchdog takes it.
+HANDOFF_GRACE_SECONDS = 120
 
 
 def conversation_key(channel: str, customer: str, agent_number: str) -> str:
@@ -39,7 +48,15 @@ def handoff_key(handoff_id: str) -> str:
     return f"HANDOFF#{handoff_id}"
 
 
+def studio_contact_key(flow_sid: str, customer: str, agent_number: str) -> str:
+    return f"STUDIO#{flow_sid}#{customer}#{agent_number}"
+
+
 class SessionStore(DynamoTable):
+    def __init__(self, client: Any, table_name: str, *, handoff_grace_seconds: int = HANDOFF_GRACE_SECONDS) -> None:
+        super().__init__(client, table_name)
+        self.handoff_grace_seconds = handoff_grace_seconds
+
     # -- webhook claims ---------------------------------------------------------------
 
     def claim_message(self, message_sid: str, *, now: int, lease_seconds: int) -> MessageClaim:
@@ -96,16 +113,38 @@ class SessionStore(DynamoTable):
         return _conversation_from(item) if item else None
 
     def end_hold(self, key: str, *, now: int) -> bool:
-        """Release a conversation from its human: the hold ends now, as if it had expired.
+        """Release a conversation from its human: the hold ends now, as if it had expired."""
+        return self.release_hold(key, now=now) is not None
+
+    def release_hold(self, key: str, *, now: int) -> Hold | None:
+        """End a conversation's active hold now (its human is done); the hold as it was, or None.
 
         The version moves on, so a turn computed against the held state is retried on fresh state.
         """
         try:
-            self._update(
+            response = self._update(
                 key,
                 "SET #hold.#until = :now, version = version + :one",
                 condition="attribute_exists(#hold) AND #hold.#until > :now",
                 values={":now": now, ":one": 1},
+                ReturnValues="ALL_OLD",
+            )
+        except ConcurrentUpdate:
+            return None
+        return _conversation_from(plain_item(response["Attributes"])).hold
+
+    def lift_hold_after_failure(self, key: str, handoff_id: str, *, notice: str, now: int) -> bool:
+        """Nobody is coming: end the hold, if it is still this handoff's, so the AI answers again.
+
+        `notice` rides on the ended hold for the next turn to say. The version moves on, as in
+        `end_hold`, so a turn computed against the held state is retried.
+        """
+        try:
+            self._update(
+                key,
+                "SET #hold.#until = :now, #hold.notice = :notice, version = version + :one",
+                condition="#hold.handoffId = :handoff AND #hold.#until > :now",
+                values={":now": now, ":notice": notice, ":handoff": handoff_id, ":one": 1},
             )
         except ConcurrentUpdate:
             return False
@@ -196,6 +235,9 @@ class SessionStore(DynamoTable):
                 "deliveries": n(0),
                 "createdAt": n(now),
                 "expiresAt": n(now + HANDOFF_TTL_SECONDS),
+                # Owed from the moment it is written: the watchdog's query finds it if no dispatcher does.
+                "promise": s(HANDOFF_PROMISE),
+                "promiseDue": n(now + self.handoff_grace_seconds),
             },
             "ConditionExpression": "attribute_not_exists(pk)",
         }
@@ -208,28 +250,63 @@ class SessionStore(DynamoTable):
             return False
         return True
 
-    def undelivered_handoffs(self, *, created_before: int) -> list[HandoffRecord]:
-        """Handoff records still pending or dispatching since before a time: a dispatcher gave up on them."""
-        records, start = [], None
-        while True:
+    def redrive_handoff(self, original_id: str, again: HandoffRecord, *, now: int) -> bool:
+        """Write a handoff again as a new record and retire the original, in one transaction.
+
+        False when the original was delivered or redriven meanwhile (nothing is written), so two
+        redrives of one handoff cannot both write it again.
+        """
+        items = [
+            {"Put": self._handoff_put(again, now=now)},
+            {
+                "Update": self._request(
+                    handoff_key(original_id),
+                    update="SET #status = :redriven, outcome = :redriven, lastError = :error, finishedAt = :now "
+                    "REMOVE leaseUntil, promise, promiseDue",
+                    condition="#status IN (:pending, :dispatching, :failed)",
+                    values={
+                        ":redriven": "redriven",
+                        ":error": f"redriven as {again.handoff_id}",
+                        ":now": now,
+                        ":pending": "pending",
+                        ":dispatching": "dispatching",
+                        ":failed": "failed",
+                    },
+                )
+            },
+        ]
+        try:
+            self._call("transact_write_items", TransactItems=items)
+        except TransactionCancelled as exc:
+            if "ConditionalCheckFailed" in exc.reasons:
+                return False
+            raise StoreError(f"handoff not redriven: {', '.join(r or 'None' for r in exc.reasons)}") from None
+        return True
+
+    def handoff_promises(self, *, due_before: int, limit: int = 100) -> list[str]:
+        """Ids of handoff records whose promise fell due before a time, oldest due first.
+
+        A Query of the sparse PromisesIndex, never a Scan: it reads only what is still owed. The
+        index is eventually consistent and KEYS_ONLY, so callers read each record again.
+        """
+        ids: list[str] = []
+        start = None
+        while len(ids) < limit:
             page = self._call(
-                "scan",
+                "query",
                 TableName=self._table,
-                FilterExpression="kind = :handoff AND #status IN (:pending, :dispatching) AND createdAt < :before",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":handoff": s("handoff"),
-                    ":pending": s("pending"),
-                    ":dispatching": s("dispatching"),
-                    ":before": n(created_before),
-                },
-                ConsistentRead=True,
+                IndexName=PROMISES_INDEX,
+                KeyConditionExpression="#promise = :kind AND promiseDue <= :due",
+                ExpressionAttributeNames={"#promise": "promise"},
+                ExpressionAttributeValues={":kind": s(HANDOFF_PROMISE), ":due": n(due_before)},
+                Limit=limit - len(ids),
                 **({"ExclusiveStartKey": start} if start else {}),
             )
-            records += [_handoff_from(plain_item(item)) for item in page.get("Items", [])]
+            ids += [item["pk"]["S"].removeprefix("HANDOFF#") for item in page.get("Items", [])]
             start = page.get("LastEvaluatedKey")
             if not start:
-                return records
+                break
+        return ids
 
     def get_handoff(self, handoff_id: str) -> HandoffRecord | None:
         item = self._get(handoff_key(handoff_id))
@@ -244,7 +321,10 @@ class SessionStore(DynamoTable):
         try:
             response = self._update(
                 handoff_key(handoff_id),
-                "SET #status = :dispatching, leaseUntil = :lease, deliveries = deliveries + :one",
+                # While leased, the promise falls due when the lease runs out: a dispatcher that
+                # died holding it is found by the watchdog then, not before.
+                "SET #status = :dispatching, leaseUntil = :lease, deliveries = deliveries + :one, "
+                "promise = :promise, promiseDue = :lease",
                 condition="attribute_exists(pk) AND (#status = :pending OR "
                 "(#status = :dispatching AND leaseUntil < :now))",
                 values={
@@ -253,6 +333,7 @@ class SessionStore(DynamoTable):
                     ":lease": now + lease_seconds,
                     ":now": now,
                     ":one": 1,
+                    ":promise": HANDOFF_PROMISE,
                 },
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -270,23 +351,127 @@ class SessionStore(DynamoTable):
         now: int,
         execution_sid: str = "",
         error: str = "",
+        promise_due: int | None = None,
     ) -> None:
-        self._update(
-            handoff_key(handoff_id),
-            "SET #status = :status, outcome = :outcome, executionSid = :sid, "
-            "lastError = :error, finishedAt = :now REMOVE leaseUntil",
-            condition="attribute_exists(pk)",
-            values={":status": status, ":outcome": outcome, ":sid": execution_sid, ":error": error, ":now": now},
-        )
+        """Record a handoff's outcome. Its promise is settled, unless `promise_due` keeps it owed.
 
-    def release_handoff(self, handoff_id: str, *, error: str) -> None:
-        """Hand a claimed record back for a later delivery, keeping why this one failed."""
+        A failed handoff keeps its promise (due at once) until its hold is lifted and its customer
+        told: if this invocation dies before that, the watchdog finishes the job.
+        """
+        values: dict[str, Any] = {
+            ":status": status,
+            ":outcome": outcome,
+            ":sid": execution_sid,
+            ":error": error,
+            ":now": now,
+        }
+        update = "SET #status = :status, outcome = :outcome, executionSid = :sid, lastError = :error, finishedAt = :now"
+        if promise_due is None:
+            update += " REMOVE leaseUntil, promise, promiseDue"
+        else:
+            update += ", promise = :promise, promiseDue = :due REMOVE leaseUntil"
+            values.update({":promise": HANDOFF_PROMISE, ":due": promise_due})
+        self._update(handoff_key(handoff_id), update, condition="attribute_exists(pk)", values=values)
+
+    def settle_promise(self, handoff_id: str) -> None:
+        """Nothing more is owed for this handoff: it leaves the PromisesIndex."""
+        self._update(handoff_key(handoff_id), "REMOVE promise, promiseDue", condition="attribute_exists(pk)")
+
+    def release_handoff(self, handoff_id: str, *, error: str, now: int) -> None:
+        """Hand a claimed record back for a later delivery, keeping why this one failed.
+
+        Its promise falls due after the grace again: the stream redelivers it long before, and
+        the watchdog takes it if the stream does not.
+        """
         try:
             self._update(
                 handoff_key(handoff_id),
-                "SET #status = :pending, lastError = :error REMOVE leaseUntil",
+                "SET #status = :pending, lastError = :error, promise = :promise, promiseDue = :due REMOVE leaseUntil",
                 condition="#status = :dispatching",
-                values={":pending": "pending", ":dispatching": "dispatching", ":error": error},
+                values={
+                    ":pending": "pending",
+                    ":dispatching": "dispatching",
+                    ":error": error,
+                    ":promise": HANDOFF_PROMISE,
+                    ":due": now + self.handoff_grace_seconds,
+                },
+            )
+        except ConcurrentUpdate:
+            pass
+
+    def claim_customer_notice(self, handoff_id: str, *, now: int) -> bool:
+        """Claim the one failure message a handoff's customer may get; False if it was claimed before."""
+        try:
+            self._update(
+                handoff_key(handoff_id),
+                "SET customerNotifiedAt = :now",
+                condition="attribute_exists(pk) AND attribute_not_exists(customerNotifiedAt)",
+                values={":now": now},
+            )
+        except ConcurrentUpdate:
+            return False
+        return True
+
+    def note_execution_end(self, handoff_id: str, *, ended: bool, detail: str, now: int) -> None:
+        """What became of the handoff's Studio execution when its conversation was released."""
+        self._update(
+            handoff_key(handoff_id),
+            "SET executionEnded = :ended, executionEndDetail = :detail, executionEndedAt = :now",
+            condition="attribute_exists(pk)",
+            values={":ended": ended, ":detail": detail, ":now": now},
+        )
+
+    # -- Studio contacts ----------------------------------------------------------------
+
+    def record_execution(
+        self,
+        *,
+        flow_sid: str,
+        customer: str,
+        agent_number: str,
+        execution_sid: str,
+        handoff_id: str,
+        conversation_id: str,
+        now: int,
+    ) -> None:
+        """The execution a handoff started (or was found to own) is the contact's active one now."""
+        self._call(
+            "put_item",
+            TableName=self._table,
+            Item={
+                "pk": s(studio_contact_key(flow_sid, customer, agent_number)),
+                "kind": s("studio_contact"),
+                "executionSid": s(execution_sid),
+                "handoffId": s(handoff_id),
+                "conversationId": s(conversation_id),
+                "status": s("active"),
+                "startedAt": n(now),
+                "expiresAt": n(now + HANDOFF_TTL_SECONDS),
+            },
+        )
+
+    def studio_contact(self, flow_sid: str, customer: str, agent_number: str) -> StudioContact | None:
+        item = self._get(studio_contact_key(flow_sid, customer, agent_number))
+        if not item:
+            return None
+        return StudioContact(
+            execution_sid=item["executionSid"],
+            handoff_id=item.get("handoffId", ""),
+            conversation_id=item.get("conversationId", ""),
+            status=item.get("status", "active"),
+            started_at=int(item.get("startedAt", 0)),
+        )
+
+    def mark_execution_ended(
+        self, *, flow_sid: str, customer: str, agent_number: str, execution_sid: str, now: int
+    ) -> None:
+        """The contact's execution was ended by us; a newer one recorded meanwhile is left alone."""
+        try:
+            self._update(
+                studio_contact_key(flow_sid, customer, agent_number),
+                "SET #status = :ended, endedAt = :now",
+                condition="executionSid = :sid",
+                values={":ended": "ended", ":now": now, ":sid": execution_sid},
             )
         except ConcurrentUpdate:
             pass
@@ -311,7 +496,11 @@ def _conversation_from(item: dict[str, Any]) -> Conversation:
         agent_number=item["agentNumber"],
         history=history_from(item.get("history", [])),
         unresolved_attempts=int(item.get("unresolvedAttempts", 0)),
-        hold=Hold(handoff_id=hold["handoffId"], reason=hold["reason"], until=int(hold["until"])) if hold else None,
+        hold=Hold(
+            handoff_id=hold["handoffId"], reason=hold["reason"], until=int(hold["until"]), notice=hold.get("notice", "")
+        )
+        if hold
+        else None,
         version=int(item["version"]),
     )
 
@@ -330,4 +519,6 @@ def _handoff_from(item: dict[str, Any]) -> HandoffRecord:
         outcome=item.get("outcome", ""),
         error=item.get("lastError", ""),
         created_at=int(item.get("createdAt", 0)),
+        lease_until=int(item.get("leaseUntil", 0)),
+        customer_notified="customerNotifiedAt" in item,
     )
