@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from agent_handoff.deadline import Deadline
 from conftest import load_handler
 from devtools.fakes.studio_recorder import ScriptedFault
 from devtools.samples import sample
@@ -148,16 +149,17 @@ def test_permanent_failure_is_dead_lettered_with_its_reason(aws, studio, outbox,
     assert letter["attributes"]["reason"]["StringValue"].startswith("permanent_error")
 
 
-def test_exhausted_retries_go_back_to_the_stream_then_to_the_dead_letter_queue(
+def test_a_studio_outage_goes_back_to_the_stream_then_to_the_watchdog_and_fails_only_past_its_budget(
     aws, studio, outbox, lambda_context, monkeypatch
 ):
+    """Transient failures are bounded in time, not tries: a few minutes of 503s lose nobody."""
     from agent_handoff import wiring
 
     monkeypatch.setattr("agent_handoff.delivery.studio.time.sleep", lambda seconds: None)
     monkeypatch.setenv("STUDIO_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("DISPATCH_MAX_DELIVERIES", "2")
     wiring.reset()
-    studio.fail_next(*[ScriptedFault(503)] * 4)
+    studio.fail_next(*[ScriptedFault(503)] * 6)
     ask_for_human(lambda_context)
     event = outbox.next_event()
     sequence = event["Records"][0]["dynamodb"]["SequenceNumber"]
@@ -171,12 +173,34 @@ def test_exhausted_retries_go_back_to_the_stream_then_to_the_dead_letter_queue(
 
     _, second = deliver(outbox, lambda_context, event)  # Lambda retries the failed record
 
+    # The stream has tried enough: the record waits for the watchdog, pending and promised.
     assert second == {"batchItemFailures": []}
     record = aws.items("HANDOFF#")[0]
-    assert record["status"] == "failed" and record["outcome"] == "gave_up"
+    assert record["status"] == "pending" and record["promise"] == "handoff" and "503" in record["lastError"]
+    assert aws.dead_letters() == [] and studio.created == []
+
+    # The watchdog's first try within the budget: still 503, handed back again.
+    deferred = wiring.dispatcher().recover(record["handoffId"], deadline=Deadline.after(20))
+    assert (deferred.status, deferred.outcome) == ("deferred", "transient")
+    assert aws.items("HANDOFF#")[0]["status"] == "pending" and aws.dead_letters() == []
+
+    # Past the delivery budget the watchdog fails it loudly, with its last error.
+    monkeypatch.setenv("HANDOFF_DELIVERY_BUDGET_SECONDS", "60")
+    wiring.reset()
+    aws.dynamodb.update_item(
+        TableName=sample.TABLE_NAME,
+        Key={"pk": {"S": record["pk"]}},
+        UpdateExpression="SET createdAt = :long_ago",
+        ExpressionAttributeValues={":long_ago": {"N": str(record["createdAt"] - 3600)}},
+    )
+    failed = wiring.dispatcher().recover(record["handoffId"], deadline=Deadline.after(20))
+
+    assert (failed.status, failed.outcome) == ("failed", "overdue")
+    record = aws.items("HANDOFF#")[0]
+    assert record["status"] == "failed" and record["outcome"] == "overdue"
     (letter,) = aws.dead_letters()
-    assert letter["body"]["reason"].startswith("gave_up: HTTP 503")
-    assert len(studio.requests) == 4 and studio.created == []
+    assert letter["body"]["reason"].startswith("overdue: ") and "503" in letter["body"]["reason"]
+    assert len(studio.requests) == 6 and studio.created == []
 
 
 def test_unreachable_studio_is_a_transient_failure(aws, studio, outbox, lambda_context, monkeypatch):

@@ -180,5 +180,5 @@ def test_the_template_gives_a_whole_batch_its_budget():
     assert MIN_RECORD_SECONDS < RECORD_BUDGET_SECONDS
     from agent_handoff.config import Settings
 
-    # A record fails with its reason (gave_up) before Lambda's retries run out on its batch.
+    # A record is left to the watchdog before Lambda's retries run out on its batch.
     assert Settings().dispatch_max_deliveries < mapping["MaximumRetryAttempts"]

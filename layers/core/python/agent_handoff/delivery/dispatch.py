@@ -44,7 +44,7 @@ class RetryLater(Exception):
 
 class DispatchOutcome(NamedTuple):
     handoff_id: str
-    status: str  # delivered | failed | skipped | settled
+    status: str  # delivered | failed | deferred (to the watchdog) | skipped | settled
     outcome: str  # created | already_active | permanent_error | gave_up | contact_busy | overdue | ...
     execution_sid: str = ""
     latency_seconds: float = 0.0  # from the handoff's record to its outcome
@@ -95,7 +95,7 @@ class HandoffDispatcher:
             return DispatchOutcome(handoff_id, "settled", record.status, record.execution_sid)
         if record.status == "dispatching" and record.lease_until >= now:
             return DispatchOutcome(handoff_id, "skipped", "leased")  # the index lagged behind a live lease
-        if record.deliveries >= self._max_deliveries or now - record.created_at >= self._budget_seconds:
+        if now - record.created_at >= self._budget_seconds:
             claimed, owned = self._store.claim_handoff(handoff_id, now=now, lease_seconds=self._lease(deadline))
             if not owned or claimed is None:
                 raise RetryLater(f"handoff {handoff_id} was taken by another dispatcher")
@@ -162,9 +162,17 @@ class HandoffDispatcher:
         hid = record.handoff_id
         if result.kind == "created":
             return self._delivered(record, payload, "created", result.execution_sid, "")
-        if result.kind == "transient" and record.deliveries < self._max_deliveries:
-            self._store.release_handoff(hid, error=result.detail, now=int(self._clock()))
-            raise RetryLater(f"handoff {hid}: {result.detail} (delivery {record.deliveries} of {self._max_deliveries})")
+        now = int(self._clock())
+        if result.kind == "transient" and now - record.created_at < self._budget_seconds:
+            # A Studio outage fails a handoff only once its delivery budget (time, not tries) is spent:
+            # the stream retries at once a few times, then the watchdog every grace period.
+            self._store.release_handoff(hid, error=result.detail, now=now)
+            if record.deliveries < self._max_deliveries:
+                raise RetryLater(
+                    f"handoff {hid}: {result.detail} (delivery {record.deliveries} of {self._max_deliveries})"
+                )
+            log.warning("handoff %s: %s; left to the watchdog (delivery %d)", hid, result.detail, record.deliveries)
+            return DispatchOutcome(hid, "deferred", "transient", latency_seconds=now - record.created_at)
         outcome = "permanent_error" if result.kind == "permanent" else "gave_up"
         return self._fail(record, outcome, result.detail, deadline)
 

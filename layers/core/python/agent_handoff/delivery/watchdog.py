@@ -74,6 +74,8 @@ class HandoffKeeper:
                 report.recovered += 1
             elif outcome.status == "failed":
                 report.failed += 1
+            elif outcome.status == "deferred":  # Studio still failing: the next run tries again
+                report.retried += 1
             else:
                 report.settled += 1
         return report
