@@ -25,6 +25,7 @@ def route(request, event, context):
             handoff_data=params.get("HandoffData") or None,
             error_code=params.get("ErrorCode", ""),
             action_url=url_beside(event, "/voice/action", wiring.settings().public_base_url),
+            transcript_base_url=wiring.transcript_base_url(event),
             session_id=params.get("SessionId", ""),
         ),
         deadline=Deadline.from_context(context, reserve_seconds=RESERVE_SECONDS, cap_seconds=STORE_PATIENCE_SECONDS),

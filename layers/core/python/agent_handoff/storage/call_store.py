@@ -5,6 +5,7 @@
 - `CONN#{connId}`    the binding a WebSocket connection presented at `$connect`, and once its
                      `setup` matched it, which call it carries (frames only know the connection)
 - `BIND#{hash}`      which connection owns a voice socket binding: the first to present it
+- `TRANSCRIPT#{conversationId}`  written with the call's handoff, for its transcript link (transcripts.py)
 
 A call also keeps, per ConversationRelay session that ended (`sessionEnd_{SessionId}`), the first
 answer the action callback gave it: a retried callback gets that answer again, and a replayed one
@@ -27,7 +28,8 @@ from typing import Any, Literal, NamedTuple
 
 from ..errors import ConcurrentUpdate
 from .dynamo import DynamoTable, TransactionCancelled, history_attribute, history_from, n, plain_item, s
-from .records import Turn
+from .records import TranscriptPointer, Turn
+from .transcripts import pointer_put
 
 CALL_TTL_SECONDS = 24 * 3600  # calls end within hours; the record outlives them for support
 CONNECTION_TTL_SECONDS = 3 * 3600  # API Gateway closes a WebSocket after 2 hours
@@ -400,9 +402,9 @@ class CallStore(DynamoTable):
                 return None
             history = list(call.history)
             if history and history[-1].role == "assistant":
-                history[-1] = Turn("assistant", heard)
+                history[-1] = Turn("assistant", heard, interrupted=True)
             elif heard:
-                history.append(Turn("assistant", heard))
+                history.append(Turn("assistant", heard, interrupted=True))
             try:
                 self._update(
                     call_key(call_sid),
@@ -416,24 +418,50 @@ class CallStore(DynamoTable):
             return call.turn + 1
         return None
 
-    def store_handoff(self, call_sid: str, *, payload_json: str, reason: str, due: int) -> bool:
-        """The voice handoff tool: keep the payload for the `end` message, owed by `due`. First decision wins."""
+    def store_handoff(
+        self,
+        call_sid: str,
+        *,
+        payload_json: str,
+        reason: str,
+        due: int,
+        transcript: TranscriptPointer | None = None,
+    ) -> bool:
+        """The voice handoff tool: keep the payload for the `end` message, owed by `due`. First decision wins.
+
+        With `transcript`, its link's pointer is written in the same transaction, or not at all."""
+        update = self._request(
+            call_key(call_sid),
+            update="SET handoffPayload = :payload, handoffState = :pending, handoffReason = :reason, "
+            "promise = :promise, promiseDue = :due",
+            condition="attribute_exists(pk) AND attribute_not_exists(handoffState)",
+            values={
+                ":payload": payload_json,
+                ":pending": "pending",
+                ":reason": reason,
+                ":promise": VOICE_END,
+                ":due": due,
+            },
+        )
+        if transcript is None:
+            try:
+                self._call("update_item", **update)
+            except ConcurrentUpdate:
+                return False
+            return True
+        return self._transact_or_refused(update, transcript)
+
+    def _transact_or_refused(self, update: dict[str, Any], transcript: TranscriptPointer) -> bool:
+        """The call's update and the transcript pointer together; False if the update's condition failed."""
         try:
-            self._update(
-                call_key(call_sid),
-                "SET handoffPayload = :payload, handoffState = :pending, handoffReason = :reason, "
-                "promise = :promise, promiseDue = :due",
-                condition="attribute_exists(pk) AND attribute_not_exists(handoffState)",
-                values={
-                    ":payload": payload_json,
-                    ":pending": "pending",
-                    ":reason": reason,
-                    ":promise": VOICE_END,
-                    ":due": due,
-                },
+            self._call(
+                "transact_write_items",
+                TransactItems=[{"Update": update}, {"Put": pointer_put(self._table, transcript)}],
             )
-        except ConcurrentUpdate:
-            return False
+        except TransactionCancelled as exc:
+            if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+                return False
+            raise
         return True
 
     def claim_end(self, call_sid: str, *, connection_id: str, owner: str, now_ms: int, lease_ms: int) -> EndClaim:
@@ -527,25 +555,31 @@ class CallStore(DynamoTable):
         payload_json: str,
         target: str,
         now: int,
+        transcript: TranscriptPointer | None = None,
         session_id: str = "",
         answer: SessionAnswer | None = None,
     ) -> None:
-        """The call left the AI for a person. `session_id`: the ended session this answers (StaleSession
-        if the call has moved on to another one), `answer`: kept for it (SessionAnswered if one was)."""
-        self._session_update(
-            call_sid,
-            session_id,
-            answer,
+        """The call went to a person; `transcript`: the pointer of a payload built here, written with it.
+
+        `session_id`: the ended session this answers (StaleSession if the call has moved on to
+        another one); `answer`: kept for it (SessionAnswered if one was kept first)."""
+        update = (
             "SET handoffState = :routed, handoffPayload = :payload, routedTo = :target, "
-            f"routedAt = :now, #status = :status REMOVE {_END_FIELDS}",
-            values={
-                ":routed": "routed",
-                ":payload": payload_json,
-                ":target": target,
-                ":now": now,
-                ":status": "handed_off",
-            },
+            f"routedAt = :now, #status = :status REMOVE {_END_FIELDS}"
         )
+        values = {
+            ":routed": "routed",
+            ":payload": payload_json,
+            ":target": target,
+            ":now": now,
+            ":status": "handed_off",
+        }
+        if transcript is None:
+            self._session_update(call_sid, session_id, answer, update, values=values)
+            return
+        request, attribute = self._session_request(call_sid, session_id, answer, update, values)
+        if not self._transact_or_refused(request, transcript):
+            raise self._session_refusal(call_sid, session_id, attribute, None)
 
     def count_reconnect(self, call_sid: str, *, session_id: str = "") -> int:
         """One more reconnect for the call, after `session_id` failed (StaleSession if that is not the
@@ -586,43 +620,62 @@ class CallStore(DynamoTable):
         answer: SessionAnswer | None,
         update: str,
         *,
+        values: dict[str, Any],
         existing: bool = False,
         **request: Any,
     ) -> dict[str, Any]:
-        """An update on behalf of an ended session: only while it is the call's session or the call's
-        session is not known (a socket bound without its `setup`, or between a reconnect and its
-        `setup`), and only if that session's end has no answer yet; with `answer`, keeping it.
-        `existing`: only if the call's item exists (else StaleSession)."""
-        attribute = session_end_attribute(session_id) if session_id else None
+        """UpdateItem on behalf of an ended session (see `_session_request`)."""
+        shaped, attribute = self._session_request(call_sid, session_id, answer, update, values, existing=existing)
+        if "ConditionExpression" in shaped:
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        try:
+            return self._call("update_item", **shaped, **request)
+        except ConcurrentUpdate as exc:
+            raise self._session_refusal(call_sid, session_id, attribute, exc.existing) from None
+
+    def _session_request(
+        self,
+        call_sid: str,
+        session_id: str,
+        answer: SessionAnswer | None,
+        update: str,
+        values: dict[str, Any],
+        *,
+        existing: bool = False,
+    ) -> tuple[dict[str, Any], str | None]:
+        """The call's update on behalf of an ended session, and the attribute keeping that session's answer.
+
+        It holds only while that session is the call's or the call's session is not known (a socket
+        bound without its `setup`, or between a reconnect and its `setup`), and only if that
+        session's end has no answer yet; with `answer`, it keeps it. `existing`: only if the call's
+        item exists. Without a session id, the update holds unconditionally."""
         if not session_id:
-            return self._update(call_key(call_sid), update, **request)
+            return self._request(call_key(call_sid), update=update, values=values), None
+        attribute = session_end_attribute(session_id)
         conditions = ["(attribute_not_exists(sessionId) OR sessionId = :session)"]
         if existing:
             conditions.append("attribute_exists(pk)")
-        values = {**request.pop("values", {}), ":session": session_id}
+        values = {**values, ":session": session_id}
         if attribute:
             conditions.append(f"attribute_not_exists(#{attribute})")
             if answer is not None:
                 update = update.replace("SET ", f"SET #{attribute} = :answer, ", 1)
                 values[":answer"] = {"M": {"twiml": s(answer.twiml), "target": s(answer.target)}}
-        try:
-            return self._update(
-                call_key(call_sid),
-                update,
-                condition=" AND ".join(conditions),
-                values=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **request,
+        request = self._request(call_key(call_sid), update=update, condition=" AND ".join(conditions), values=values)
+        return request, attribute
+
+    def _session_refusal(
+        self, call_sid: str, session_id: str, attribute: str | None, existing: dict[str, Any] | None
+    ) -> ConcurrentUpdate:
+        """Why an update for an ended session did not hold: its end was answered, or it is stale."""
+        old = plain_item(existing) if existing else (self._get(call_key(call_sid)) or {})
+        kept = old.get(attribute) if attribute else None
+        if isinstance(kept, dict):
+            return SessionAnswered(
+                f"session {session_id} of call {call_sid} was answered already",
+                SessionAnswer(kept.get("twiml", ""), kept.get("target", "")),
             )
-        except ConcurrentUpdate as exc:
-            old = plain_item(exc.existing) if exc.existing else (self._get(call_key(call_sid)) or {})
-            kept = old.get(attribute) if attribute else None
-            if isinstance(kept, dict):
-                raise SessionAnswered(
-                    f"session {session_id} of call {call_sid} was answered already",
-                    SessionAnswer(kept.get("twiml", ""), kept.get("target", "")),
-                ) from None
-            raise StaleSession(f"session {session_id} is not the current session of call {call_sid}") from None
+        return StaleSession(f"session {session_id} is not the current session of call {call_sid}")
 
     def forget_end_promise(self, call_sid: str) -> bool:
         """Drop a `voice_end` promise nobody can keep by posting: the handoff is no longer pending,

@@ -25,12 +25,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from ..agent.summary import conversation_summary
 from ..deadline import Deadline
 from ..errors import StoreError
-from ..handoff import HandoffPayload, InvalidPayload, build_payload
+from ..handoff import HandoffPayload, InvalidPayload, bounded_summary, build_payload
 from ..masking import mask_phone
-from ..storage.call_store import CallSession, CallStore, SessionAnswer, SessionAnswered, StaleSession
+from ..storage.call_store import (
+    CALL_TTL_SECONDS,
+    CallSession,
+    CallStore,
+    SessionAnswer,
+    SessionAnswered,
+    StaleSession,
+    call_key,
+)
+from ..storage.records import TranscriptPointer
 from ..storage.retry import while_busy
+from ..transcript_link import TranscriptLinks
 from . import twiml as voice_twiml
 from .binding import RelayBindings
 
@@ -73,6 +84,7 @@ class SessionEnd:
     handoff_data: str | None
     error_code: str
     action_url: str
+    transcript_base_url: str = ""  # where GET /handoff/transcript is served, for a payload built here
     session_id: str = ""
 
 
@@ -84,11 +96,13 @@ class VoiceCalls:
         bindings: RelayBindings,
         *,
         clock: Callable[[], float] = time.time,
+        links: TranscriptLinks | None = None,
     ) -> None:
         self._calls = calls
         self._routing = routing
         self._bindings = bindings
         self._clock = clock
+        self._links = links
 
     def answer(
         self,
@@ -195,6 +209,10 @@ class VoiceCalls:
         payload = self._handoff_payload(end, call)
         if payload is not None:
             return self._route(end, call, payload, now=now, deadline=deadline, faults=faults)
+        if end.handoff_data:
+            # HandoffData that is not a payload, and none stored: the agent did hand off.
+            fresh, pointer = self._payload(call, "The AI agent handed off the call.", "agent_handoff", end, now)
+            return self._route(end, call, fresh, now=now, deadline=deadline, faults=faults, transcript=pointer)
         if end.session_status == "ended":
             # The agent ended the session without a handoff: nothing is owed but a goodbye.
             return Routing(voice_twiml.say_and_hang_up(GOODBYE, self._routing.relay.language))
@@ -208,7 +226,8 @@ class VoiceCalls:
         if reconnects is None:
             # A new socket could not be bound while DynamoDB refuses: a person rather than a retry.
             reason = f"The voice connection to the AI agent failed ({end.error_code or 'unknown error'})."
-            return self._route(end, call, self._payload(call, reason), now=now, deadline=deadline, faults=faults)
+            fresh, pointer = self._payload(call, reason, "connection_failed", end, now)
+            return self._route(end, call, fresh, now=now, deadline=deadline, faults=faults, transcript=pointer)
         if reconnects <= MAX_RECONNECTS:
             log.warning("call %s: relay session failed (%s); reconnecting", end.call_sid, end.error_code or "no code")
             parameters = {"conversationId": call.conversation_id} if call else {}
@@ -229,7 +248,8 @@ class VoiceCalls:
             )
             return routing
         reason = f"The voice connection to the AI agent failed ({end.error_code or 'unknown error'})."
-        return self._route(end, call, self._payload(call, reason), now=now, deadline=deadline, faults=faults)
+        fresh, pointer = self._payload(call, reason, "connection_failed", end, now)
+        return self._route(end, call, fresh, now=now, deadline=deadline, faults=faults, transcript=pointer)
 
     def _stale(self, end: SessionEnd, faults: list[str]) -> Routing:
         # Twilio posts each session's end once, and a call's next session starts only after that answer:
@@ -251,9 +271,11 @@ class VoiceCalls:
         now: int,
         deadline: Deadline | None,
         faults: list[str],
+        transcript: TranscriptPointer | None = None,
     ) -> Routing:
         """To a person: the TwiML first, from what the request and the call's record carry; then,
-        best effort, the call marked routed (with this answer kept for the session's end)."""
+        best effort, the call marked routed (with this answer kept for the session's end), and the
+        `transcript` pointer of a payload built here written with it."""
         routing = self._routing_for(end.call_sid, call, payload)
         if routing.target:
             self._best_effort(
@@ -262,6 +284,7 @@ class VoiceCalls:
                     payload_json=payload.to_json(),
                     target=routing.target,
                     now=now,
+                    transcript=transcript,
                     session_id=end.session_id,
                     answer=SessionAnswer(routing.twiml, routing.target),
                 ),
@@ -296,8 +319,6 @@ class VoiceCalls:
                 log.warning("call %s: HandoffData is not a HandoffPayload; using the stored handoff", end.call_sid)
         if call is not None and call.handoff_payload and call.handoff_state in ("pending", "end_sent", "routed"):
             return HandoffPayload.from_json(call.handoff_payload)
-        if end.handoff_data:
-            return self._payload(call, "The AI agent handed off the call.")
         return None
 
     def _routing_for(
@@ -326,10 +347,32 @@ class VoiceCalls:
             return Routing(voice_twiml.say_and_hang_up(NOBODY_AVAILABLE, routing.relay.language))
         return Routing(twiml, target)
 
-    def _payload(self, call: CallSession | None, reason: str) -> HandoffPayload:
-        return build_payload(
-            conversation_id=call.conversation_id if call else "",
+    def _payload(
+        self, call: CallSession | None, reason: str, trigger: str, end: SessionEnd, now: int
+    ) -> tuple[HandoffPayload, TranscriptPointer | None]:
+        """A payload built here, when the relay stored none, and the pointer its transcript link reads."""
+        conversation_id = call.conversation_id if call else ""
+        summary = conversation_summary(call.history, channel="VOICE") if call else ""
+        link = ""
+        if self._links is not None and call is not None:
+            link = self._links.url(conversation_id, base_url=end.transcript_base_url, now=now)
+        payload = build_payload(
+            conversation_id=conversation_id,
             reason=reason,
             routing_attributes=self._routing.routing_attributes,
             store_id=self._routing.memory_store_id,
+            summary=summary,
+            transcript_url=link,
+        )
+        if call is None or "transcriptUrl" not in payload.attributes:
+            return payload, None
+        return payload, TranscriptPointer(
+            conversation_id=conversation_id,
+            target_key=call_key(call.call_sid),
+            channel="voice",
+            trigger=trigger,
+            reason=payload.attributes["reason"],
+            summary=bounded_summary(summary),
+            handed_off_at=now,
+            expires_at=now + CALL_TTL_SECONDS,
         )
