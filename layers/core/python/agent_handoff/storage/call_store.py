@@ -605,12 +605,14 @@ class CallStore(DynamoTable):
             )
 
     def close_call(self, call_sid: str, *, status: str, now: int, session_id: str = "") -> None:
+        """The call is over (StaleSession if `session_id` is not its current session); answered or not."""
         self._session_update(
             call_sid,
             session_id,
             None,
             f"SET #status = :status, endedAt = :now REMOVE connectionId, {_END_FIELDS}",
             values={":status": status, ":now": now},
+            once=False,
         )
 
     def _session_update(
@@ -622,10 +624,13 @@ class CallStore(DynamoTable):
         *,
         values: dict[str, Any],
         existing: bool = False,
+        once: bool = True,
         **request: Any,
     ) -> dict[str, Any]:
         """UpdateItem on behalf of an ended session (see `_session_request`)."""
-        shaped, attribute = self._session_request(call_sid, session_id, answer, update, values, existing=existing)
+        shaped, attribute = self._session_request(
+            call_sid, session_id, answer, update, values, existing=existing, once=once
+        )
         if "ConditionExpression" in shaped:
             request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         try:
@@ -642,13 +647,14 @@ class CallStore(DynamoTable):
         values: dict[str, Any],
         *,
         existing: bool = False,
+        once: bool = True,
     ) -> tuple[dict[str, Any], str | None]:
         """The call's update on behalf of an ended session, and the attribute keeping that session's answer.
 
         It holds only while that session is the call's or the call's session is not known (a socket
         bound without its `setup`, or between a reconnect and its `setup`), and only if that
-        session's end has no answer yet; with `answer`, it keeps it. `existing`: only if the call's
-        item exists. Without a session id, the update holds unconditionally."""
+        session's end has no answer yet (unless not `once`); with `answer`, it keeps it. `existing`:
+        only if the call's item exists. Without a session id, the update holds unconditionally."""
         if not session_id:
             return self._request(call_key(call_sid), update=update, values=values), None
         attribute = session_end_attribute(session_id)
@@ -656,7 +662,7 @@ class CallStore(DynamoTable):
         if existing:
             conditions.append("attribute_exists(pk)")
         values = {**values, ":session": session_id}
-        if attribute:
+        if attribute and once:
             conditions.append(f"attribute_not_exists(#{attribute})")
             if answer is not None:
                 update = update.replace("SET ", f"SET #{attribute} = :answer, ", 1)

@@ -177,7 +177,7 @@ class VoiceCalls:
             lambda: self._calls.call_and_answer(end.call_sid, end.session_id), deadline, "read_call", faults
         )
         call, answered = found if found is not None else (None, None)
-        if answered is not None:
+        if answered is not None and not _hung_up(end):
             log.warning("call %s: session %s ended before; giving the same answer again", end.call_sid, end.session_id)
             return Routing(answered.twiml, answered.target, repeated=True, store_faults=tuple(faults))
         if call is not None and call.session_id and end.session_id and call.session_id != end.session_id:
@@ -194,7 +194,7 @@ class VoiceCalls:
         self, end: SessionEnd, call: CallSession | None, deadline: Deadline | None, faults: list[str]
     ) -> Routing:
         now = int(self._clock())
-        if end.session_status == "completed" or end.call_status in ("completed", "canceled", "busy", "no-answer"):
+        if _hung_up(end):
             if call is not None:
                 self._best_effort(
                     lambda: self._calls.close_call(
@@ -376,3 +376,8 @@ class VoiceCalls:
             handed_off_at=now,
             expires_at=now + CALL_TTL_SECONDS,
         )
+
+
+def _hung_up(end: SessionEnd) -> bool:
+    """The call itself is over: whatever an earlier callback answered, only `<Response/>` is left to say."""
+    return end.session_status == "completed" or end.call_status in ("completed", "canceled", "busy", "no-answer")
