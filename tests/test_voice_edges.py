@@ -490,3 +490,39 @@ def test_an_end_posted_but_not_recorded_is_followed_by_nothing(voice_call, aws, 
 
     assert [f["type"] for f in frames] == ["text", "text", "end"]
     assert TROUBLE_LINE not in VoiceCall.spoken(frames)
+
+
+# -- 6. the fallback inside its reserve ------------------------------------------------------------------
+
+
+def test_the_fallback_finishes_inside_the_invocation_when_the_socket_endpoint_is_slow(
+    voice_call, aws, connections, monkeypatch
+):
+    """The model outlives the turn's deadline and @connections is slow to answer the apology's post:
+    the fallback's posts are bounded by the reserve, so the invocation returns before the runtime
+    would end it (API Gateway would send Twilio an "Internal server error" frame)."""
+    from test_voice_promises import RESERVE, Deadlined
+
+    from agent_handoff.agent.messages import Completion
+
+    call = voice_call()
+    assert call.dial()["statusCode"] == 200 and call.connect() == 200 and call.setup() == []
+
+    class Ignores:
+        def complete(self, system, messages, tools, *, deadline=None):
+            time.sleep(RESERVE + 1.5)  # past the whole invocation
+            return Completion(text="We're open Monday to Friday, nine to five.")
+
+    def slow_apology(connection_id, data):
+        if TROUBLE_LINE in data.decode():
+            time.sleep(4)  # past the client's read timeout, and past the reserve
+        return True
+
+    monkeypatch.setattr(wiring.voice_relay()._agent, "_provider", Ignores())
+    connections.on_frame = slow_apology
+    call.context = Deadlined(seconds=RESERVE + 0.8)
+
+    call.say("What are your opening hours?")
+
+    assert time.monotonic() < call.context.ends_at
+    assert len(ends(call)) == 1

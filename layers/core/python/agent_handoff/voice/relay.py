@@ -420,6 +420,9 @@ class VoiceRelay:
         trigger: str,
     ) -> str:
         """Apologise, store a handoff and send its `end`: what a turn that failed or ran out of time owes."""
+        hurry = getattr(sender, "hurry", None)
+        if hurry is not None:
+            hurry()  # the posts must fit the reserve: a slow one fails fast, and the `end` stays owed
         request = HandoffRequest(reason, conversation_summary(call.history, channel=CHANNEL), trigger)
         payload = self._payload(call.conversation_id, reason, request.summary)
         try:
