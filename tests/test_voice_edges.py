@@ -261,11 +261,14 @@ def test_a_replayed_action_callback_leaves_the_live_call_on_its_new_socket_answe
     assert record(aws, call.call_sid)["reconnects"] == 1 and len(ends(call)) == 1
 
 
-def test_a_callback_for_a_session_that_is_not_the_calls_changes_nothing(voice_call, aws, connections):
+def test_a_callback_for_a_session_that_is_not_the_calls_changes_nothing(
+    voice_call, aws, connections, function_logs, metrics_on
+):
     """A session end never answered (its record lost, say) that is not the call's current session."""
     call = voice_call()
     assert call.dial()["statusCode"] == 200 and call.connect() == 200 and call.setup() == []
     before = record(aws, call.call_sid)
+    function_logs.readouterr()
 
     for status, extra in (("failed", {"error_code": "64105"}), ("completed", {}), ("ended", {})):
         event = action_event(call, status, session_id="VX" + "0" * 32, **extra)
@@ -274,6 +277,8 @@ def test_a_callback_for_a_session_that_is_not_the_calls_changes_nothing(voice_ca
         assert "<Redirect" not in response["body"] and "<Enqueue" not in response["body"]
 
     assert record(aws, call.call_sid) == before
+    ignored = [dims for name, dims in metrics_of(function_logs) if name == "VoiceCallbacksIgnored"]
+    assert ignored == [{"reason": "stale_session"}] * 3
     assert "Monday" in VoiceCall.spoken(call.say("What are your opening hours?"))
 
 

@@ -32,6 +32,8 @@ def route(request, event, context):
     )
     if routing.target and not routing.repeated:
         metric("VoiceRoutes", target=routing.target.split(":")[0])
+    if routing.stale:  # a security event: a replayed request, most likely (logged with `security:`)
+        metric("VoiceCallbacksIgnored", reason="stale_session")
     for step in routing.store_faults:  # answered without that step: logged with its exception
         metric("VoiceStoreFaults", step=step)
     return responses.twiml(routing.twiml)

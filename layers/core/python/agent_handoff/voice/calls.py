@@ -73,6 +73,7 @@ class Routing:
     twiml: str
     target: str = ""  # where a person was asked for: studio-return:FW.., enqueue:WW.., studio:FW.., or ""
     repeated: bool = False  # the answer this session's end got before (a retried or replayed callback)
+    stale: bool = False  # a callback for a session that is not the call's: answered with nothing
     store_faults: tuple[str, ...] = ()  # steps DynamoDB failed past their retries; the answer stands without them
 
 
@@ -260,7 +261,7 @@ class VoiceCalls:
             end.call_sid,
             end.session_id,
         )
-        return Routing(voice_twiml.empty(), store_faults=tuple(faults))
+        return Routing(voice_twiml.empty(), stale=True, store_faults=tuple(faults))
 
     def _route(
         self,

@@ -515,10 +515,11 @@ class VoiceRelay:
 
         Twilio sends `setup` once, so without this a lost write would leave the caller unanswered
         (0 included) on an open socket. It is no way around `setup`'s check: only the CallSid the
-        socket's own binding named at `$connect` is bound, never one a frame names, and a socket
-        whose `setup` was refused never is. What only `setup` carries is filled safely (see
-        CallStore.bind_lazily).
+        socket's own binding named at `$connect` is bound, never one a frame names; only while that
+        call has no socket (a spare binding of a live call takes nothing); never a socket whose
+        `setup` was refused. What only `setup` carries is filled safely (see CallStore.bind_lazily).
         """
+        proved: ConnectionRecord | None = None
         try:
             proved = self._calls.connection(connection_id)
             if proved is None or not proved.binding_call_sid or proved.refused:
@@ -532,7 +533,8 @@ class VoiceRelay:
                 what=f"binding connection {connection_id} without its setup",
             )
         except StoreError:
-            return self._close_unbound(connection_id, sender, "", "bind_without_setup")
+            named = proved.binding_call_sid if proved is not None else ""
+            return self._close_unbound(connection_id, sender, named, "bind_without_setup")
         if bound:
             log.warning(
                 "call %s: no setup landed for connection %s; bound it through its $connect binding",
