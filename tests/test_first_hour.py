@@ -1,4 +1,4 @@
-"""A newcomer's first hour, adversarially (issue #14): each test is a way the promises do not hold.
+"""A newcomer's first hour (issue #14), as regression tests: each was a way its promises did not hold.
 
 Every command runs as a person runs it, through `make`, in a subprocess (as tests/test_commands.py
 does): VENV is a stand-in whose python is this interpreter, so no virtualenv is created or touched.
@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import pty
+import re
 import select
 import signal
 import socket
@@ -229,16 +230,28 @@ def test_make_local_refuses_an_llm_timeout_the_functions_refuse_at_cold_start(ve
 # -- 4. The README's "Faults on purpose" command -----------------------------------------------------
 
 
-def test_the_readme_faults_command_starts_a_stack(environ):
-    """README, "Faults on purpose": `.venv/bin/python -m devtools.local.stack --faults`, from the
-    repository's root. As written it ends at once with `make local: unexpected ModuleNotFoundError:
-    No module named 'agent_handoff'` (nothing puts layers/core/python on the path; `make local` has
-    no FAULTS= to do it)."""
+def test_the_readme_faults_command_starts_a_stack_with_faults(venv, environ):
+    """README, "Faults on purpose": the documented command starts a stack, and one with faults. (It
+    used to be `.venv/bin/python -m devtools.local.stack --faults`, which ended at once with `No
+    module named 'agent_handoff'`: nothing put layers/core/python on the path.)"""
+    readme = (ROOT / "README.md").read_text()
+    faults = readme.split("**Faults on purpose.**", 1)[1].split("\n\n", 1)[0]
+    command = faults.split("`", 2)[1]
+    assert command == "make local FAULTS=1", faults
+    assert "FAULTS=1" in readme.split("## Quick reference", 1)[1].split("\n## ", 1)[0]
+    listed = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "FAULTS=1" in listed
+
     listening, status, output = start_and_watch(
-        [sys.executable, "-m", "devtools.local.stack", "--faults", "--port", str(free_port())], environ
+        [*command.split(), "--no-print-directory", "-s", f"PORT={free_port()}", f"VENV={venv}"], environ
     )
 
     assert listening, f"the README's command did not start a stack (exit {status}):\n{output}"
+    assert "Faults:           on purpose: 1 in 20 AWS calls throttled" in output, output
+
+
+def test_a_stack_without_faults_says_nothing_of_them(stack):
+    assert stack.fault_injector is None and "Faults:" not in stack.banner()
 
 
 # -- 5. The free port `make local` names -------------------------------------------------------------
@@ -337,22 +350,125 @@ def test_release_finds_the_running_stack_by_localhost(venv, environ, stack):
 # -- 8. CUSTOMER=last after a session that never reached the stack -------------------------------------
 
 
-def test_a_failed_make_sms_does_not_change_the_last_customer(venv, environ):
+@pytest.mark.parametrize(("target", "role"), [("sms", "customer"), ("call", "caller")])
+def test_a_phone_that_reached_no_stack_does_not_change_the_last_number(venv, environ, target, role):
     """The tour: "`make sms CUSTOMER=last` comes back as the same customer" (and `make release
     CUSTOMER=last` releases them). A `make sms` that reached no stack (wrong URL, stack not up yet)
-    still records its fresh number as the last customer, so `make release CUSTOMER=last` then
-    releases a number that never texted ("nothing to release", exit 0) and the held one stays held."""
+    used to record its fresh number as the last customer, so `make release CUSTOMER=last` then
+    released a number that never texted ("nothing to release", exit 0) and the held one stayed held."""
     from devtools.local import state
 
     held = "+14155550142"
     os.environ["LOCAL_STATE_DIR"] = environ["LOCAL_STATE_DIR"]
     try:
-        state.remember("customer", held)  # the customer a handoff put on hold
+        state.remember(role, held)  # the customer a handoff put on hold
     finally:
         del os.environ["LOCAL_STATE_DIR"]
 
-    failed = make(venv, environ, "sms", f"URL=http://127.0.0.1:{free_port()}")
+    failed = make(venv, environ, target, f"URL=http://127.0.0.1:{free_port()}")
     assert failed.returncode != 0 and "nothing answers" in failed.stderr, failed.stderr
 
     numbers = json.loads((Path(environ["LOCAL_STATE_DIR"]) / "numbers.json").read_text())
-    assert numbers["customer"] == held, f"CUSTOMER=last is now {numbers['customer']}, a number that never texted"
+    assert numbers[role] == held, f"{role.upper()}=last is now {numbers[role]}, a number that never reached a stack"
+
+
+def test_a_phone_the_stack_answered_is_remembered_for_next_time(venv, environ, stack, tmp_path):
+    script = tmp_path / "messages.txt"
+    script.write_text("what are your hours?\n")
+
+    result = make(venv, environ, "sms", f"URL={stack.url}", f"SCRIPT={script}")
+
+    assert result.returncode == 0, result.stderr
+    customer = result.stdout.split("You are ", 1)[1].split(",", 1)[0]
+    numbers = json.loads((Path(environ["LOCAL_STATE_DIR"]) / "numbers.json").read_text())
+    assert numbers == {"customer": customer}
+
+
+# -- the cheap ones: a mistake is named by the variable the person typed ------------------------------
+
+
+def command_line(result: subprocess.CompletedProcess) -> str:
+    """The command's own last line on stderr (make adds its `make: *** ... Error N` after it)."""
+    assert TRACEBACK not in result.stdout + result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("make: ***")]
+    assert lines, result
+    return lines[-1]
+
+
+@pytest.mark.parametrize("port", ["70000", "abc", "-1", "3000.5"])
+def test_make_local_names_a_port_that_is_not_one(venv, environ, port):
+    result = make(venv, environ, "local", f"PORT={port}")
+
+    line = command_line(result)
+    assert line == f"make local: PORT must be a port number from 1 to 65535 (got '{port}'): make local PORT=3000"
+    assert "Error 2" in result.stderr and "Local stack running" not in result.stdout
+
+
+@pytest.mark.parametrize("target", ["sms", "call", "demo"])
+def test_a_script_that_does_not_exist_is_named(venv, environ, target):
+    result = make(venv, environ, target, "SCRIPT=devtools/scripts/nope.txt", f"URL=http://127.0.0.1:{free_port()}")
+
+    line = command_line(result)
+    assert line == f"make {target}: SCRIPT=devtools/scripts/nope.txt: the file does not exist" + (
+        " (give a path from the repository's root)"
+    )
+    assert "Error 2" in result.stderr
+
+
+@pytest.mark.parametrize(("target", "extra"), [("sms", ()), ("call", ()), ("release", ("CUSTOMER=+14155550123",))])
+def test_a_url_without_its_scheme_is_explained(venv, environ, target, extra):
+    result = make(venv, environ, target, "URL=localhost:3000", *extra)
+
+    line = command_line(result)
+    assert line.startswith(f"make {target}: URL must start with http:// or https://") and "'localhost:3000'" in line
+    assert "Error 2" in result.stderr
+
+
+def test_one_stack_by_any_of_its_loopback_names():
+    from devtools.phones.release import same_stack
+
+    assert same_stack("http://127.0.0.1:3000", "http://localhost:3000/")
+    assert same_stack("http://[::1]:3000", "http://127.0.0.1:3000")
+    assert same_stack("http://localhost", "http://127.0.0.1:80")
+    assert not same_stack("http://127.0.0.1:3000", "http://localhost:3001")
+    assert not same_stack("http://127.0.0.1:3000", "https://127.0.0.1:3000")
+    assert not same_stack("http://127.0.0.1:3000", "http://example.com:3000")
+
+
+@pytest.fixture
+def sam_venv(tmp_path) -> tuple[Path, Path]:
+    """A stand-in SAM CLI that records how it was called (`make -o` it: never set up for real)."""
+    directory, calls = tmp_path / "sam-venv", tmp_path / "sam-calls"
+    (directory / "bin").mkdir(parents=True)
+    sam = directory / "bin" / "sam"
+    sam.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\n')
+    sam.chmod(0o755)
+    return directory, calls
+
+
+def test_make_build_refuses_an_architecture_it_cannot_build(venv, environ, sam_venv):
+    directory, calls = sam_venv
+
+    stand_in = ("-o", str(directory / "bin" / "sam"), f"SAM_VENV={directory}")
+    refused = make(venv, environ, "build", "ARCH=amd64", *stand_in)
+    accepted = make(venv, environ, "build", "ARCH=x86_64", *stand_in)
+
+    assert refused.returncode == 2 and TRACEBACK not in refused.stderr
+    assert "make build: ARCH must be arm64 or x86_64 (got 'amd64')" in refused.stderr, refused.stderr
+    # Only the accepted build ran sam, with the architecture asked for.
+    assert accepted.returncode == 0, accepted.stderr
+    assert calls.read_text().splitlines() == ["build --parameter-overrides Architecture=x86_64"]
+
+
+def test_make_demo_logs_shows_the_functions_log_lines_as_the_readme_says(venv, environ):
+    readme = (ROOT / "README.md").read_text()
+    assert "`make demo LOGS=1` shows them all" in readme and "--logs" not in readme
+
+    quiet = make(venv, environ, "demo", POWERTOOLS_METRICS_DISABLED="false")
+    shown = make(venv, environ, "demo", "LOGS=1", POWERTOOLS_METRICS_DISABLED="false")
+
+    assert quiet.returncode == shown.returncode == 0, quiet.stderr + shown.stderr
+    sids = re.compile(r"FN[0-9a-f]{32}")
+    assert sids.sub("FN...", quiet.stdout) == sids.sub("FN...", shown.stdout)  # the same conversation either way
+    assert "replied" not in quiet.stderr and "metric" not in quiet.stderr
+    assert "inbound-sms" in shown.stderr and "replied" in shown.stderr and "metric Turns +1" in shown.stderr
