@@ -324,7 +324,8 @@ def test_unsigned_handshake_is_refused(call, lambda_context):
     [
         "not json",
         "[]",
-        '{"type": "prompt", "voicePrompt": "hi"}',  # before setup
+        # (A prompt before any setup is answered once setup's grace has passed, for the call the
+        # socket's binding named: test_voice_edges.py holds that behaviour.)
         '{"type": "hello"}',
         '{"type": "prompt"}',
         '{"type": "setup", "callSid": "nope"}',

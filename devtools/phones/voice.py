@@ -72,6 +72,7 @@ async def place_call(
     base, signed = url.rstrip("/"), (signed_base or url).rstrip("/")
     result = CallResult()
     call_sid = "CA" + uuid.uuid4().hex
+    session_id = "VX" + uuid.uuid4().hex  # the `setup`'s, which Twilio's action callback names again
     try:
         status, twiml = await asyncio.to_thread(
             post_signed,
@@ -108,6 +109,7 @@ async def place_call(
             caller=caller,
             agent=agent,
             session_status=session_status,
+            session_id=session_id,
             **extra,
         )
         code, body = await asyncio.to_thread(post_signed, action_url, params, auth_token)
@@ -129,7 +131,7 @@ async def place_call(
             await socket.send_json(
                 {
                     "type": "setup",
-                    "sessionId": "VX" + uuid.uuid4().hex,
+                    "sessionId": session_id,
                     "callSid": call_sid,
                     "from": caller,
                     "to": agent,

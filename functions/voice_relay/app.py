@@ -36,7 +36,11 @@ def handler(event, context):
         wiring.check_llm_budget(context, reserve_seconds=RESERVE_SECONDS)
         deadline = Deadline.from_context(context, reserve_seconds=RESERVE_SECONDS)
         endpoint = f"https://{context_.get('domainName')}/{context_.get('stage')}"
-        sender = ApiGatewaySender(wiring.management_client(endpoint), connection_id)
+        sender = ApiGatewaySender(
+            wiring.management_client(endpoint),
+            connection_id,
+            urgent_client=lambda: wiring.urgent_management_client(endpoint),
+        )
         result = wiring.voice_relay().handle(
             connection_id, event.get("body"), sender, now=int(time.time()), deadline=deadline, endpoint=endpoint
         )
@@ -50,6 +54,8 @@ def handler(event, context):
             metric("VoiceEndsNotSent", outcome=result.end)
         if result.refused:
             metric("RelayBindingsRefused", stage="setup", reason=result.refused)
+        if result.store_fault:  # the socket was closed: Twilio's action callback reconnects or routes the call
+            metric("VoiceStoreFaults", step=result.store_fault)
     except Exception as exc:
         if isinstance(exc, ConfigError):
             config_problem(logger, exc)

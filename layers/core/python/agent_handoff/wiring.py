@@ -344,6 +344,20 @@ def management_client(endpoint_url: str) -> Any:
     return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
 
 
+@lru_cache(maxsize=8)
+def urgent_management_client(endpoint_url: str) -> Any:
+    """The @connections client for a turn's fallback, which works inside the handler's reserve:
+    one attempt of 0.25 s connect + 0.5 s read per post (a post takes tens of milliseconds), so
+    its two posts and three writes fit the reserve; a post that fails leaves the `end` owed."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=0.25, read_timeout=0.5, retries={"mode": "standard", "total_max_attempts": 1})
+    if os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or os.environ.get("AWS_ENDPOINT_URL"):
+        return boto3.client("apigatewaymanagementapi", config=config)
+    return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
+
+
 def llm_reserves() -> dict[str, float]:
     """The functions that run a model turn (template.yaml's logical ids) and what each handler keeps
     back from its Timeout besides one model call: what `check_llm_budget` is given at cold start."""
@@ -396,6 +410,7 @@ def reset() -> None:
         transcript_links,
         transcript_service,
         management_client,
+        urgent_management_client,
         _llm_budget_fits,
     ):
         getter.cache_clear()
