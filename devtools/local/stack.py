@@ -205,7 +205,9 @@ class LocalStack:
 
         wiring.reset()
         self._stoppers.append(wiring.reset)
-        wiring.check()  # before anything listens: a bad setting stops the stack here, named
+        # Before anything listens: a bad setting stops the stack here, named (the LLM budget with
+        # each function's template Timeout, which the deployed function learns only from Lambda).
+        wiring.check({logical_id: spec.timeout for logical_id, spec in specs.items()})
         for logical_id, spec in specs.items():
             handlers[logical_id] = spec.load()
             if self.fault_injector is not None:
@@ -215,6 +217,7 @@ class LocalStack:
         http = {(r.method, r.path): (r.function, handlers[r.function]) for r in tf.http_routes()}
         ws = {key: (fn, handlers[fn]) for key, fn in tf.websocket_routes().items()}
         extra = {STUDIO_PATH: lambda: [vars(r) for r in self.studio.requests], HANDOFFS_PATH: self.handoffs}
+        extra.update(self._desk().routes())
         self.gateway = Gateway(http, ws, host=self.host, port=gateway_port, extra_get=extra)
         self._stoppers.append(self.gateway.stop)
         self.gateway.start()
@@ -315,6 +318,18 @@ class LocalStack:
             self.pollers.append(poller)
             self._stoppers.append(poller.stop)
 
+    def _desk(self) -> Any:
+        import boto3
+
+        from devtools.local.desk import Desk
+
+        return Desk(
+            executions=lambda: list(self.studio.requests),
+            table=self.physical["SessionsTable"],
+            release_token=self.release_token,
+            dynamodb=boto3.client("dynamodb"),
+        )
+
     def _start_schedules(self, specs: dict, handlers: dict[str, Any]) -> None:
         from devtools.local.schedules import ScheduleRunner
         from devtools.template_functions import schedule_triggers
@@ -391,6 +406,7 @@ class LocalStack:
             f"  ConversationRelay  {self.env['RELAY_WEBSOCKET_URL']}   (the TwiML from /voice names it)",
             "",
             f"Gateway:          {self.url}",
+            f"Agent desk:       {self.url}/desk   (the human side: handoffs, transcripts, Release)",
             f"AWS (moto):       {self.aws_url}   tables and queues from template.yaml",
             f"Studio recorder:  {self.studio.base_url}/   (GET lists the executions it received)"
             if not self.real_twilio or "STUDIO_BASE_URL" in self.env
@@ -398,6 +414,15 @@ class LocalStack:
             f"Credentials:      {'your TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN' if self.real_twilio else 'the samples of events/env.json'}",
             f"LLM provider:     {self.env.get('LLM_PROVIDER', 'rules')}",
             f"Release token:    {self.release_token}   (this session's HANDOFF_RELEASE_TOKEN)",
+            *(
+                [
+                    f"Faults:           on purpose: 1 in {self.faults.throttle_every} AWS calls throttled, "
+                    f"1 in {self.faults.studio_5xx_every} Studio requests 503, "
+                    f"1 in {self.faults.kill_every} invocations killed"
+                ]
+                if self.faults is not None
+                else []
+            ),
             "",
             "Try it from another terminal (they find this stack; URL=... points them elsewhere):",
             "  make sms                    a customer texting; /release gives the conversation back to the agent",
@@ -415,25 +440,52 @@ def load_resource_type(logical_id: str) -> str:
     return load_template()["Resources"].get(logical_id, {}).get("Type", "")
 
 
-def _claim_port(host: str, port: int) -> None:
-    """Fail before anything starts when the gateway's port is taken, and say what to do."""
+def _bind(host: str, port: int) -> None:
+    """Raise OSError when the gateway could not listen on `port` now."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds: TIME_WAIT is no conflict
+        probe.bind((host, port))
+
+
+def _claim_port(host: str, port: int) -> None:
+    """Fail before anything starts when the gateway's port is taken, and say what to do."""
+    try:
+        _bind(host, port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        raise UserError(
+            f"port {port} is already in use (another `make local`?): stop it, or choose a free port: "
+            f"make local PORT={_free_port_near(host, port)}"
+        ) from exc
+
+
+def _free_port_near(host: str, port: int) -> int:
+    """The first port above `port` that binds now (easy to type and remember), else any free one."""
+    for candidate in range(port + 1, min(port + 100, 65535) + 1):
         try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-            raise UserError(
-                f"port {port} is already in use (another `make local`?): stop it, or choose a free port: "
-                f"make local PORT={port + 1}"
-            ) from exc
+            _bind(host, candidate)
+        except OSError:
+            continue
+        return candidate
+    return free_port(host)
+
+
+def _port(text: str) -> int:
+    """PORT= as make passes it; 0 listens on any free port."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise UserError(f"PORT must be a port number from 1 to 65535 (got {text!r}): make local PORT=3000", status=2)
+    return port
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", "3000")))
+    parser.add_argument("--port", default=os.environ.get("LOCAL_PORT", "3000"))
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument(
         "--faults",
@@ -442,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the functions' raw JSON log lines")
     args = parser.parse_args(argv)
+    port = _port(args.port)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.json:
         from devtools.local.logs import HumanLogs
@@ -456,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         from devtools.local.faults import FaultPlan
 
         faults = FaultPlan()
-    stack = LocalStack(host=args.host, port=args.port, log_level=args.log_level, faults=faults)
+    stack = LocalStack(host=args.host, port=port, log_level=args.log_level, faults=faults)
     try:
         stack.start()
     except ConfigError as exc:

@@ -23,7 +23,12 @@ def answer(request, event, context):
         agent_number=params["To"],
         body=params.get("Body", ""),
     )
-    reply = wiring.sms_service().handle(message, deadline=deadline, lease_seconds=claim_lease_seconds(context))
+    reply = wiring.sms_service().handle(
+        message,
+        deadline=deadline,
+        lease_seconds=claim_lease_seconds(context),
+        transcript_base_url=wiring.transcript_base_url(event),
+    )
     logger.append_keys(conversation_id=reply.conversation_id or None)
     logger.info(
         "replied", extra={"duplicate": reply.duplicate, "handed_off": reply.handed_off, "on_hold": reply.on_hold}

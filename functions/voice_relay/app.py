@@ -11,6 +11,7 @@ from agent_handoff.deadline import Deadline
 from agent_handoff.errors import ConfigError
 from agent_handoff.observability import config_problem, function_logger, metric, route_core_logs
 from agent_handoff.voice.binding import PARAMETER as BINDING_PARAMETER
+from agent_handoff.voice.relay import FALLBACK_RESERVE_SECONDS as RESERVE_SECONDS
 from agent_handoff.voice.sender import ApiGatewaySender
 from agent_handoff.webhooks.handshake import binding_of, handshake_is_signed
 
@@ -23,10 +24,6 @@ snapshot.prepare(
 )
 ACCEPTED = {"statusCode": 200}
 REFUSED = {"statusCode": 403}
-# Kept back from the turn for its fallback (apologise, store a handoff, post text and end): three
-# DynamoDB writes and two posts, measured at 37 ms p50 and 108 ms at worst against moto and a
-# loopback endpoint, some hundreds of ms at p99 in a region: 2 s leaves room for a throttled retry.
-RESERVE_SECONDS = 2.0
 
 
 @cold_start.released_after
@@ -46,7 +43,11 @@ def handler(event, context):
         wiring.check_llm_budget(context, reserve_seconds=RESERVE_SECONDS)
         deadline = Deadline.from_context(context, reserve_seconds=RESERVE_SECONDS)
         endpoint = f"https://{context_.get('domainName')}/{context_.get('stage')}"
-        sender = ApiGatewaySender(wiring.management_client(endpoint), connection_id)
+        sender = ApiGatewaySender(
+            wiring.management_client(endpoint),
+            connection_id,
+            urgent_client=lambda: wiring.urgent_management_client(endpoint),
+        )
         result = wiring.voice_relay().handle(
             connection_id, event.get("body"), sender, now=int(time.time()), deadline=deadline, endpoint=endpoint
         )
@@ -60,6 +61,8 @@ def handler(event, context):
             metric("VoiceEndsNotSent", outcome=result.end)
         if result.refused:
             metric("RelayBindingsRefused", stage="setup", reason=result.refused)
+        if result.store_fault:  # the socket was closed: Twilio's action callback reconnects or routes the call
+            metric("VoiceStoreFaults", step=result.store_fault)
     except Exception as exc:
         if isinstance(exc, ConfigError):
             config_problem(logger, exc)

@@ -97,6 +97,9 @@ def routing_attributes(raw: str) -> dict[str, Any]:
         raise ValueError("must be a JSON object, not " + type(value).__name__)
     if "reason" in value:
         raise ValueError("must not set 'reason': the agent's reason always fills it")
+    for written in ("summary", "transcriptUrl"):
+        if written in value:
+            raise ValueError(f"must not set '{written}': the product fills it for the human agent")
     if width(value) > ROUTING_ATTRIBUTES_MAX:
         raise ValueError(
             f"must be at most {ROUTING_ATTRIBUTES_MAX} characters as JSON (non-ASCII counts as escaped), "
@@ -141,6 +144,9 @@ class Settings:
     sessions_table_name: str | None = setting("SESSIONS_TABLE_NAME", parse=text(min_length=3, max_length=255))
     studio_base_url: str = setting("STUDIO_BASE_URL", "https://studio.twilio.com", url)
     public_base_url: str | None = setting("PUBLIC_BASE_URL", parse=url)
+    # Where GET /handoff/transcript lives, for functions that cannot see the HTTP API's host (the relay).
+    transcript_base_url: str | None = setting("TRANSCRIPT_BASE_URL", parse=url)
+    transcript_link_seconds: int = setting("TRANSCRIPT_LINK_SECONDS", 24 * 3600, integer(minimum=300, maximum=2592000))
     dead_letter_queue_url: str | None = setting("DEAD_LETTER_QUEUE_URL", parse=url)
 
     llm_provider: str = setting("LLM_PROVIDER", "rules", choice("rules", "openai", "bedrock"))
@@ -232,19 +238,22 @@ class Settings:
             )
         return self
 
-    def check_llm_fits(self, function_timeout_seconds: float, *, reserve_seconds: float) -> Settings:
+    def check_llm_fits(
+        self, function_timeout_seconds: float, *, reserve_seconds: float, function: str = "the function"
+    ) -> Settings:
         """Refuse a model-call budget that, with the fallback's reserve, cannot finish inside the function's timeout.
 
         Past its timeout the runtime stops the function mid-turn: the customer gets neither the
         answer nor the apology and handoff that a failed model call leads to.
         """
         if self.llm_provider != "rules" and self.llm_timeout_seconds + reserve_seconds > function_timeout_seconds:
-            raise ConfigError(
-                f"invalid configuration: LLM_TIMEOUT_SECONDS ({self.llm_timeout_seconds:g} s) and the "
-                f"{reserve_seconds:g} s kept for the apology and handoff do not fit in the function's Timeout "
-                f"({function_timeout_seconds:g} s in template.yaml): lower LLM_TIMEOUT_SECONDS to at most "
+            problem = (
+                f"LLM_TIMEOUT_SECONDS ({self.llm_timeout_seconds:g} s) and the {reserve_seconds:g} s kept for the "
+                f"apology and handoff do not fit in {function}'s Timeout ({function_timeout_seconds:g} s in "
+                f"template.yaml): lower LLM_TIMEOUT_SECONDS to at most "
                 f"{max(function_timeout_seconds - reserve_seconds, 0):g} or raise the Timeout"
             )
+            raise ConfigError("invalid configuration: " + problem, (problem,))
         return self
 
     @property

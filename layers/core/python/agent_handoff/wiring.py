@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import os
-from functools import cache, lru_cache
+from collections.abc import Mapping
+from functools import cache, lru_cache, partial
 from typing import Any
 
 from .config import Settings
@@ -190,7 +191,7 @@ def sms_service() -> Any:
         hold_seconds=current.handoff_hold_seconds,
         hold_message=current.handoff_hold_message,
     )
-    return SmsService(session_store(), agent("SMS"), policy)
+    return SmsService(session_store(), agent("SMS"), policy, links=transcript_links())
 
 
 @lru_cache(maxsize=1)
@@ -326,7 +327,7 @@ def voice_calls() -> Any:
         handoff_flow_sid=current.studio_flow_sid,
         taskrouter_workflow_sid=current.taskrouter_workflow_sid,
     )
-    return VoiceCalls(call_store(), routing, relay_bindings())
+    return VoiceCalls(call_store(), routing, relay_bindings(), links=transcript_links())
 
 
 @lru_cache(maxsize=1)
@@ -339,8 +340,39 @@ def voice_relay() -> Any:
         routing_attributes=current.handoff_attributes,
         memory_store_id=current.memory_store_id,
         history_limit=current.history_limit,
+        transcript_base_url=transcript_base_url(),
     )
-    return VoiceRelay(call_store(), agent("VOICE"), policy, relay_bindings())
+    return VoiceRelay(call_store(), agent("VOICE"), policy, relay_bindings(), links=transcript_links())
+
+
+@lru_cache(maxsize=1)
+def transcript_links() -> Any:
+    """Signs and checks transcript links, with the socket bindings' key under the links' own purpose."""
+    from .transcript_link import TranscriptLinks
+
+    return TranscriptLinks(signer(), settings().transcript_link_seconds)
+
+
+def transcript_base_url(event: Any = None) -> str:
+    """Where GET /handoff/transcript is served: PUBLIC_BASE_URL, else TRANSCRIPT_BASE_URL (the template
+    gives it to functions that cannot see the HTTP API's host), else rebuilt from this request's URL."""
+    current = settings()
+    if current.public_base_url or current.transcript_base_url:
+        return current.public_base_url or current.transcript_base_url
+    if event is None:
+        return ""
+    from .webhooks.request import url_beside
+
+    return url_beside(event, "")
+
+
+@lru_cache(maxsize=1)
+def transcript_service() -> Any:
+    from .storage.transcripts import TranscriptStore
+    from .transcript.service import TranscriptService
+
+    current = settings().require("SESSIONS_TABLE_NAME")
+    return TranscriptService(TranscriptStore(aws_client("dynamodb"), current.sessions_table_name), transcript_links())
 
 
 @lru_cache(maxsize=8)
@@ -357,16 +389,46 @@ def management_client(endpoint_url: str) -> Any:
     return aws_session().create_client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
 
 
-def check() -> None:
+@lru_cache(maxsize=8)
+def urgent_management_client(endpoint_url: str) -> Any:
+    """The @connections client for a turn's fallback, which works inside the handler's reserve:
+    one attempt of 0.25 s connect + 0.5 s read per post (a post takes tens of milliseconds), so
+    its two posts and three writes fit the reserve; a post that fails leaves the `end` owed."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=0.25, read_timeout=0.5, retries={"mode": "standard", "total_max_attempts": 1})
+    if os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or os.environ.get("AWS_ENDPOINT_URL"):
+        return boto3.client("apigatewaymanagementapi", config=config)
+    return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
+
+
+def llm_reserves() -> dict[str, float]:
+    """The functions that run a model turn (template.yaml's logical ids) and what each handler keeps
+    back from its Timeout besides one model call: what `check_llm_budget` is given at cold start."""
+    from .sms.service import FALLBACK_RESERVE_SECONDS as SMS_RESERVE
+    from .voice.relay import FALLBACK_RESERVE_SECONDS as VOICE_RESERVE
+
+    return {"InboundSmsFunction": SMS_RESERVE, "VoiceRelayFunction": VOICE_RESERVE}
+
+
+def check(function_timeouts: Mapping[str, float] | None = None) -> None:
     """Every check the functions make at cold start, at once: `make local` runs it before it listens.
 
     The settings' values first (all of them named in one ConfigError), then what each function's
     services require, built as a cold start builds them (clients are made, nothing is called).
+    `function_timeouts`: each function's Timeout by logical id; the model-running ones among them
+    get the LLM budget check their cold start makes (Lambda alone knows the Timeout there).
     """
     current = settings()
     problems: list[str] = []
+    budgets = [
+        partial(current.check_llm_fits, function_timeouts[name], reserve_seconds=reserve, function=name)
+        for name, reserve in llm_reserves().items()
+        if function_timeouts and name in function_timeouts
+    ]
     builders = (lambda: current.require("TWILIO_AUTH_TOKEN"), sms_service, dispatcher, watchdog, releaser, voice_calls)
-    for build in (*builders, voice_relay):
+    for build in (*builders, voice_relay, transcript_service, *budgets):
         try:
             build()
         except ConfigError as exc:
@@ -391,7 +453,10 @@ def reset() -> None:
         call_store,
         voice_calls,
         voice_relay,
+        transcript_links,
+        transcript_service,
         management_client,
+        urgent_management_client,
         _llm_budget_fits,
     ):
         getter.cache_clear()

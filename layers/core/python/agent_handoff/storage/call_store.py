@@ -5,6 +5,11 @@
 - `CONN#{connId}`    the binding a WebSocket connection presented at `$connect`, and once its
                      `setup` matched it, which call it carries (frames only know the connection)
 - `BIND#{hash}`      which connection owns a voice socket binding: the first to present it
+- `TRANSCRIPT#{conversationId}`  written with the call's handoff, for its transcript link (transcripts.py)
+
+A call also keeps, per ConversationRelay session that ended (`sessionEnd_{SessionId}`), the first
+answer the action callback gave it: a retried callback gets that answer again, and a replayed one
+changes nothing. Writes made for an ended session hold only while it is the call's session.
 
 While a call's handoff is `pending` (stored, its `end` not yet posted) the call carries
 `promise = "voice_end"` and `promiseDue` (epoch seconds): the sparse PromisesIndex lists what
@@ -18,11 +23,13 @@ invocation checks it before every frame it posts.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, NamedTuple
 
 from ..errors import ConcurrentUpdate
 from .dynamo import DynamoTable, TransactionCancelled, history_attribute, history_from, n, plain_item, s
-from .records import Turn
+from .records import TranscriptPointer, Turn
+from .transcripts import pointer_put
 
 CALL_TTL_SECONDS = 24 * 3600  # calls end within hours; the record outlives them for support
 CONNECTION_TTL_SECONDS = 3 * 3600  # API Gateway closes a WebSocket after 2 hours
@@ -41,6 +48,15 @@ def connection_key(connection_id: str) -> str:
 
 def binding_key(binding_id: str) -> str:
     return f"BIND#{binding_id}"
+
+
+# Twilio's session ids are "VX" and 32 hex digits; only such an id names an attribute.
+_SESSION_ID = re.compile(r"[A-Za-z0-9]{2,64}")
+
+
+def session_end_attribute(session_id: str) -> str | None:
+    """The call item's attribute keeping the first answer to that session's end (None: no such id)."""
+    return f"sessionEnd_{session_id}" if _SESSION_ID.fullmatch(session_id) else None
 
 
 class CallSession(NamedTuple):
@@ -77,6 +93,34 @@ class EndClaim(NamedTuple):
     status: Literal["claimed", "busy", "not_owed", "elsewhere"]
     payload: str = ""
     lease_until_ms: int = 0
+
+
+class ConnectionRecord(NamedTuple):
+    """What `$connect` proved about a connection (`binding_call_sid`) and what `setup` made of it."""
+
+    call_sid: str = ""  # set once the connection carries the call
+    binding_call_sid: str = ""  # the CallSid of the binding the connection presented at `$connect`
+    binding_id: str = ""
+    refused: str = ""  # why its `setup` was refused: such a connection never carries a call
+
+
+class SessionAnswer(NamedTuple):
+    """The first answer given to a ConversationRelay session's end (the action callback)."""
+
+    twiml: str
+    target: str = ""
+
+
+class StaleSession(ConcurrentUpdate):
+    """The action callback names a session that is not the call's current one: nothing was written."""
+
+
+class SessionAnswered(ConcurrentUpdate):
+    """That session's end was answered already (`answer`): nothing was written."""
+
+    def __init__(self, message: str, answer: SessionAnswer) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 class OverduePromise(NamedTuple):
@@ -238,6 +282,85 @@ class CallStore(DynamoTable):
         item = self._get(connection_key(connection_id))
         return item.get("callSid") if item else None
 
+    def connection(self, connection_id: str) -> ConnectionRecord | None:
+        item = self._get(connection_key(connection_id))
+        if not item:
+            return None
+        return ConnectionRecord(
+            call_sid=item.get("callSid", ""),
+            binding_call_sid=item.get("bindingCallSid", ""),
+            binding_id=item.get("binding", ""),
+            refused=item.get("refused", ""),
+        )
+
+    def bind_lazily(
+        self, *, connection: str, proved: ConnectionRecord, endpoint: str, conversation_id: str, now: int
+    ) -> bool:
+        """Tie a connection whose `setup` never landed to the call its `$connect` binding proved.
+
+        Only that call, only while the call has no socket (a failed session's is removed when it
+        reconnects), and only if no `setup` has bound or refused the connection since (False
+        otherwise, nothing changed). What only `setup` knows is filled as safely as it can be:
+        the caller's details are kept from the call's record, and the session id is removed, so
+        no action callback is judged against a session this socket does not carry.
+        """
+        call_sid = proved.binding_call_sid
+        try:
+            self._call(
+                "transact_write_items",
+                TransactItems=[
+                    {
+                        "Update": self._request(
+                            call_key(call_sid),
+                            update="SET kind = :kind, callSid = :sid, connectionId = :conn, endpoint = :endpoint, "
+                            "#status = :connected, conversationId = if_not_exists(conversationId, :conv), "
+                            "#turn = if_not_exists(#turn, :zero), history = if_not_exists(history, :empty), "
+                            "reconnects = if_not_exists(reconnects, :zero), "
+                            "unresolvedAttempts = if_not_exists(unresolvedAttempts, :zero), expiresAt = :expires "
+                            "REMOVE sessionId",
+                            condition="attribute_not_exists(connectionId) OR connectionId = :conn",
+                            values={
+                                ":kind": "call",
+                                ":sid": call_sid,
+                                ":conn": connection,
+                                ":endpoint": endpoint,
+                                ":connected": "connected",
+                                ":conv": conversation_id,
+                                ":zero": 0,
+                                ":empty": {"L": []},
+                                ":expires": now + CALL_TTL_SECONDS,
+                            },
+                        )
+                    },
+                    {
+                        "Update": self._request(
+                            connection_key(connection),
+                            update="SET callSid = :sid",
+                            condition="#binding = :binding AND bindingCallSid = :sid AND "
+                            "attribute_not_exists(callSid) AND attribute_not_exists(refused)",
+                            values={":sid": call_sid, ":binding": proved.binding_id},
+                        )
+                    },
+                ],
+            )
+        except TransactionCancelled as exc:
+            if "ConditionalCheckFailed" in exc.reasons:
+                return False
+            raise
+        return True
+
+    def refuse_connection(self, connection_id: str, reason: str) -> None:
+        """A refused `setup`: the connection may never carry a call, not even through `bind_lazily`."""
+        try:
+            self._update(
+                connection_key(connection_id),
+                "SET refused = :reason",
+                condition="attribute_exists(pk)",
+                values={":reason": reason},
+            )
+        except ConcurrentUpdate:
+            pass  # no `$connect` record: there is nothing a later frame could bind through
+
     def start_turn(self, call_sid: str, connection_id: str, user_text: str) -> CallSession:
         """Claim the next turn and record what the caller said, in one write."""
         response = self._update(
@@ -279,9 +402,9 @@ class CallStore(DynamoTable):
                 return None
             history = list(call.history)
             if history and history[-1].role == "assistant":
-                history[-1] = Turn("assistant", heard)
+                history[-1] = Turn("assistant", heard, interrupted=True)
             elif heard:
-                history.append(Turn("assistant", heard))
+                history.append(Turn("assistant", heard, interrupted=True))
             try:
                 self._update(
                     call_key(call_sid),
@@ -295,24 +418,50 @@ class CallStore(DynamoTable):
             return call.turn + 1
         return None
 
-    def store_handoff(self, call_sid: str, *, payload_json: str, reason: str, due: int) -> bool:
-        """The voice handoff tool: keep the payload for the `end` message, owed by `due`. First decision wins."""
+    def store_handoff(
+        self,
+        call_sid: str,
+        *,
+        payload_json: str,
+        reason: str,
+        due: int,
+        transcript: TranscriptPointer | None = None,
+    ) -> bool:
+        """The voice handoff tool: keep the payload for the `end` message, owed by `due`. First decision wins.
+
+        With `transcript`, its link's pointer is written in the same transaction, or not at all."""
+        update = self._request(
+            call_key(call_sid),
+            update="SET handoffPayload = :payload, handoffState = :pending, handoffReason = :reason, "
+            "promise = :promise, promiseDue = :due",
+            condition="attribute_exists(pk) AND attribute_not_exists(handoffState)",
+            values={
+                ":payload": payload_json,
+                ":pending": "pending",
+                ":reason": reason,
+                ":promise": VOICE_END,
+                ":due": due,
+            },
+        )
+        if transcript is None:
+            try:
+                self._call("update_item", **update)
+            except ConcurrentUpdate:
+                return False
+            return True
+        return self._transact_or_refused(update, transcript)
+
+    def _transact_or_refused(self, update: dict[str, Any], transcript: TranscriptPointer) -> bool:
+        """The call's update and the transcript pointer together; False if the update's condition failed."""
         try:
-            self._update(
-                call_key(call_sid),
-                "SET handoffPayload = :payload, handoffState = :pending, handoffReason = :reason, "
-                "promise = :promise, promiseDue = :due",
-                condition="attribute_exists(pk) AND attribute_not_exists(handoffState)",
-                values={
-                    ":payload": payload_json,
-                    ":pending": "pending",
-                    ":reason": reason,
-                    ":promise": VOICE_END,
-                    ":due": due,
-                },
+            self._call(
+                "transact_write_items",
+                TransactItems=[{"Update": update}, {"Put": pointer_put(self._table, transcript)}],
             )
-        except ConcurrentUpdate:
-            return False
+        except TransactionCancelled as exc:
+            if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+                return False
+            raise
         return True
 
     def claim_end(self, call_sid: str, *, connection_id: str, owner: str, now_ms: int, lease_ms: int) -> EndClaim:
@@ -389,28 +538,150 @@ class CallStore(DynamoTable):
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return found[:limit]
 
-    def mark_routed(self, call_sid: str, *, payload_json: str, target: str, now: int) -> None:
-        self._update(
-            call_key(call_sid),
-            "SET handoffState = :routed, handoffPayload = :payload, routedTo = :target, "
-            f"routedAt = :now, #status = :status REMOVE {_END_FIELDS}",
-            values={
-                ":routed": "routed",
-                ":payload": payload_json,
-                ":target": target,
-                ":now": now,
-                ":status": "handed_off",
-            },
-        )
+    def call_and_answer(self, call_sid: str, session_id: str) -> tuple[CallSession | None, SessionAnswer | None]:
+        """The call, and the answer already given to that session's end if any, in one read."""
+        item = self._get(call_key(call_sid))
+        if not item:
+            return None, None
+        attribute = session_end_attribute(session_id)
+        kept = item.get(attribute) if attribute else None
+        answer = SessionAnswer(kept.get("twiml", ""), kept.get("target", "")) if isinstance(kept, dict) else None
+        return _call_from(item), answer
 
-    def count_reconnect(self, call_sid: str) -> int:
-        response = self._update(
-            call_key(call_sid),
-            "SET reconnects = if_not_exists(reconnects, :zero) + :one",
+    def mark_routed(
+        self,
+        call_sid: str,
+        *,
+        payload_json: str,
+        target: str,
+        now: int,
+        transcript: TranscriptPointer | None = None,
+        session_id: str = "",
+        answer: SessionAnswer | None = None,
+    ) -> None:
+        """The call went to a person; `transcript`: the pointer of a payload built here, written with it.
+
+        `session_id`: the ended session this answers (StaleSession if the call has moved on to
+        another one); `answer`: kept for it (SessionAnswered if one was kept first)."""
+        update = (
+            "SET handoffState = :routed, handoffPayload = :payload, routedTo = :target, "
+            f"routedAt = :now, #status = :status REMOVE {_END_FIELDS}"
+        )
+        values = {
+            ":routed": "routed",
+            ":payload": payload_json,
+            ":target": target,
+            ":now": now,
+            ":status": "handed_off",
+        }
+        if transcript is None:
+            self._session_update(call_sid, session_id, answer, update, values=values)
+            return
+        request, attribute = self._session_request(call_sid, session_id, answer, update, values)
+        if not self._transact_or_refused(request, transcript):
+            raise self._session_refusal(call_sid, session_id, attribute, None)
+
+    def count_reconnect(self, call_sid: str, *, session_id: str = "") -> int:
+        """One more reconnect for the call, after `session_id` failed (StaleSession if that is not the
+        current session, SessionAnswered if its end was answered). The session and its socket go:
+        the new socket's `setup` brings the next ones."""
+        response = self._session_update(
+            call_sid,
+            session_id,
+            None,
+            "SET reconnects = if_not_exists(reconnects, :zero) + :one"
+            + (" REMOVE sessionId, connectionId" if session_id else ""),
             values={":zero": 0, ":one": 1},
             ReturnValues="UPDATED_NEW",
         )
         return int(plain_item(response["Attributes"])["reconnects"])
+
+    def keep_session_answer(self, call_sid: str, session_id: str, answer: SessionAnswer) -> None:
+        """Keep the answer to that session's end (SessionAnswered if one was kept first)."""
+        if session_end_attribute(session_id):
+            # `callSid` is written as it is, which also keeps this from creating an item for an unknown call.
+            self._session_update(
+                call_sid, session_id, answer, "SET callSid = :sid", values={":sid": call_sid}, existing=True
+            )
+
+    def close_call(self, call_sid: str, *, status: str, now: int, session_id: str = "") -> None:
+        """The call is over (StaleSession if `session_id` is not its current session); answered or not."""
+        self._session_update(
+            call_sid,
+            session_id,
+            None,
+            f"SET #status = :status, endedAt = :now REMOVE connectionId, {_END_FIELDS}",
+            values={":status": status, ":now": now},
+            once=False,
+        )
+
+    def _session_update(
+        self,
+        call_sid: str,
+        session_id: str,
+        answer: SessionAnswer | None,
+        update: str,
+        *,
+        values: dict[str, Any],
+        existing: bool = False,
+        once: bool = True,
+        **request: Any,
+    ) -> dict[str, Any]:
+        """UpdateItem on behalf of an ended session (see `_session_request`)."""
+        shaped, attribute = self._session_request(
+            call_sid, session_id, answer, update, values, existing=existing, once=once
+        )
+        if "ConditionExpression" in shaped:
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        try:
+            return self._call("update_item", **shaped, **request)
+        except ConcurrentUpdate as exc:
+            raise self._session_refusal(call_sid, session_id, attribute, exc.existing) from None
+
+    def _session_request(
+        self,
+        call_sid: str,
+        session_id: str,
+        answer: SessionAnswer | None,
+        update: str,
+        values: dict[str, Any],
+        *,
+        existing: bool = False,
+        once: bool = True,
+    ) -> tuple[dict[str, Any], str | None]:
+        """The call's update on behalf of an ended session, and the attribute keeping that session's answer.
+
+        It holds only while that session is the call's or the call's session is not known (a socket
+        bound without its `setup`, or between a reconnect and its `setup`), and only if that
+        session's end has no answer yet (unless not `once`); with `answer`, it keeps it. `existing`:
+        only if the call's item exists. Without a session id, the update holds unconditionally."""
+        if not session_id:
+            return self._request(call_key(call_sid), update=update, values=values), None
+        attribute = session_end_attribute(session_id)
+        conditions = ["(attribute_not_exists(sessionId) OR sessionId = :session)"]
+        if existing:
+            conditions.append("attribute_exists(pk)")
+        values = {**values, ":session": session_id}
+        if attribute and once:
+            conditions.append(f"attribute_not_exists(#{attribute})")
+            if answer is not None:
+                update = update.replace("SET ", f"SET #{attribute} = :answer, ", 1)
+                values[":answer"] = {"M": {"twiml": s(answer.twiml), "target": s(answer.target)}}
+        request = self._request(call_key(call_sid), update=update, condition=" AND ".join(conditions), values=values)
+        return request, attribute
+
+    def _session_refusal(
+        self, call_sid: str, session_id: str, attribute: str | None, existing: dict[str, Any] | None
+    ) -> ConcurrentUpdate:
+        """Why an update for an ended session did not hold: its end was answered, or it is stale."""
+        old = plain_item(existing) if existing else (self._get(call_key(call_sid)) or {})
+        kept = old.get(attribute) if attribute else None
+        if isinstance(kept, dict):
+            return SessionAnswered(
+                f"session {session_id} of call {call_sid} was answered already",
+                SessionAnswer(kept.get("twiml", ""), kept.get("target", "")),
+            )
+        return StaleSession(f"session {session_id} is not the current session of call {call_sid}")
 
     def forget_end_promise(self, call_sid: str) -> bool:
         """Drop a `voice_end` promise nobody can keep by posting: the handoff is no longer pending,
@@ -426,13 +697,6 @@ class CallStore(DynamoTable):
         except ConcurrentUpdate:
             return False
         return True
-
-    def close_call(self, call_sid: str, *, status: str, now: int) -> None:
-        self._update(
-            call_key(call_sid),
-            f"SET #status = :status, endedAt = :now REMOVE connectionId, {_END_FIELDS}",
-            values={":status": status, ":now": now},
-        )
 
 
 def _call_from(item: dict[str, Any]) -> CallSession:

@@ -21,7 +21,9 @@ from collections.abc import Callable
 from typing import Literal, Protocol
 
 from ..deadline import Deadline
+from ..errors import StoreError
 from ..storage.call_store import CallSession, CallStore
+from ..storage.retry import while_busy
 from .protocol import End, OutboundMessage
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,8 @@ class FrameSender(Protocol):
         """Post one frame; False when the post failed (`gone` once the connection is gone)."""
         ...
 
-    def close(self) -> None:
-        """Close the connection."""
+    def close(self) -> bool:
+        """Close the connection; False if it may still be open."""
         ...
 
 
@@ -79,7 +81,7 @@ class EndPromises:
                 lease_ms=self._lease_ms,
             )
             if claim.status == "claimed":
-                return self._post(call_sid, claim.payload, owner, sender)
+                return self._post(call_sid, claim.payload, owner, sender, deadline)
             if claim.status != "busy" or deadline is None or deadline.remaining() < POLL_SECONDS:
                 if claim.status == "busy":
                     log.info("call %s: another invocation is posting its end", call_sid)
@@ -92,9 +94,21 @@ class EndPromises:
             return "not_owed"
         return self.keep(call.call_sid, call.connection_id, sender)
 
-    def _post(self, call_sid: str, payload: str, owner: str, sender: FrameSender) -> EndOutcome:
+    def _post(
+        self, call_sid: str, payload: str, owner: str, sender: FrameSender, deadline: Deadline | None
+    ) -> EndOutcome:
         if sender.send(End(handoff_data=payload)):
-            if not self._calls.end_sent(call_sid, owner=owner):
+            try:
+                recorded = while_busy(
+                    lambda: self._calls.end_sent(call_sid, owner=owner), deadline=deadline, what="recording an end"
+                )
+            except StoreError:
+                # Posted is sent, for this invocation: nothing may follow the `end`. The handoff stays
+                # `pending` under this lease; once it runs out, a later sender's repeat finds the socket
+                # Twilio closed after this `end` gone (410), as the module's docstring describes.
+                log.exception("call %s: end posted but not recorded as sent", call_sid)
+                return "sent"
+            if not recorded:
                 log.warning("call %s: end posted after its lease ran out; another sender may post it too", call_sid)
             log.info("call %s: end sent with the stored handoff", call_sid)
             return "sent"

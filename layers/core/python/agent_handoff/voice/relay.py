@@ -8,7 +8,10 @@ the caller talked over is not sent. A handoff is stored before the caller hears 
 final `text` with `last: true` (promises.py keeps that promise, across invocations if one dies).
 
 A socket belongs to one call: `$connect` must present a binding issued with the call's TwiML
-(binding.py), and `setup` must repeat it for the same CallSid, or the socket is closed.
+(binding.py), and `setup` must repeat it for the same CallSid, or the socket is closed. Twilio
+sends `setup` once: if its write is lost (the invocation died), the call's next prompt, 0 or
+interrupt binds the socket to the call its `$connect` binding proved; if the store refuses it,
+the socket is closed, so that Twilio's action callback reconnects the call or routes it.
 A turn runs against the invocation's deadline; what it has not finished by then is finished by
 the fallback (apologise, store a handoff, `end`) in the reserve the handler kept back.
 """
@@ -26,14 +29,17 @@ from typing import Any, NamedTuple
 
 from .. import log_context
 from ..agent.policy import Escalation
-from ..agent.turn import AGENT_TROUBLE, Agent
+from ..agent.summary import conversation_summary
+from ..agent.turn import AGENT_TROUBLE, Agent, HandoffRequest
 from ..deadline import Deadline
 from ..errors import ConcurrentUpdate, StoreError
-from ..handoff import build_payload, tool_result
+from ..handoff import HandoffPayload, bounded_summary, build_payload, tool_result
 from ..masking import mask_phone
 from ..signing import InvalidToken
-from ..storage.call_store import CallSession, CallStore
-from ..storage.records import Turn
+from ..storage.call_store import CALL_TTL_SECONDS, CallSession, CallStore, ConnectionRecord, call_key
+from ..storage.records import TranscriptPointer, Turn
+from ..storage.retry import while_busy
+from ..transcript_link import TranscriptLinks
 from .binding import PARAMETER as BINDING_PARAMETER
 from .binding import RelayBindings, binding_id
 from .promises import EndOutcome, EndPromises, FrameSender
@@ -56,6 +62,11 @@ PROMISE_GRACE_SECONDS = 10
 WRAP_UP_SECONDS = 0.5
 # Turns at once in one container: one in Lambda, and a few abandoned ones finishing; more locally.
 TURN_THREADS = 64
+# Kept back by the handler from each frame's turn for its fallback (apologise, store a handoff, post
+# text and end): three DynamoDB writes and two posts, measured at 37 ms p50 and 108 ms at worst
+# against moto and a loopback endpoint, some hundreds of ms at p99 in a region: 2 s leaves room for
+# a throttled retry. With one model call it must fit the function's Timeout (checked at cold start).
+FALLBACK_RESERVE_SECONDS = 2.0
 
 __all__ = ["ConnectResult", "FrameResult", "FrameSender", "RelayPolicy", "VoiceRelay"]
 
@@ -68,6 +79,7 @@ class FrameResult(NamedTuple):
     handoff_trigger: str = ""  # set when this frame handed the caller off
     end: str = ""  # what became of an `end` this frame posted or tried to (promises.EndOutcome)
     refused: str = ""  # why a setup was refused and its socket closed
+    store_fault: str = ""  # the step DynamoDB failed (past retries) and the socket was closed for
 
 
 class ConnectResult(NamedTuple):
@@ -81,6 +93,7 @@ class RelayPolicy(NamedTuple):
     routing_attributes: dict
     memory_store_id: str
     history_limit: int
+    transcript_base_url: str = ""  # where GET /handoff/transcript is served, for the handoff's link
 
 
 class _TurnOverran(Exception):
@@ -95,11 +108,13 @@ class VoiceRelay:
         policy: RelayPolicy,
         bindings: RelayBindings,
         promises: EndPromises | None = None,
+        links: TranscriptLinks | None = None,
     ) -> None:
         self._calls = calls
         self._agent = agent
         self._policy = policy
         self._bindings = bindings
+        self._links = links
         self._promises = promises or EndPromises(calls)
         # connection -> call is fixed for a connection's life; a warm container skips the lookup.
         self._call_of: OrderedDict[str, str] = OrderedDict()
@@ -148,21 +163,30 @@ class VoiceRelay:
             log.warning("dropped frame on %s: %s", connection_id, exc)
             return FrameResult("dropped")
         if isinstance(message, Setup):
-            return self._on_setup(connection_id, message, sender, now=now, endpoint=endpoint)
+            return self._on_setup(connection_id, message, sender, now=now, endpoint=endpoint, deadline=deadline)
         if isinstance(message, Prompt) and not message.last:
             return FrameResult(message.type, self._call_of.get(connection_id, ""))  # partial transcripts
         if isinstance(message, Prompt):
-            return self._on_prompt(connection_id, message.voice_prompt, sender, deadline)
+            return self._on_prompt(connection_id, message.voice_prompt, sender, deadline, endpoint=endpoint)
         if message.type == "dtmf" and message.digit == "0":
-            return self._on_prompt(connection_id, "(pressed 0)", sender, deadline, forced=PRESSED_ZERO)
-        return self._on_other(connection_id, message, sender, deadline)
+            return self._on_prompt(
+                connection_id, "(pressed 0)", sender, deadline, forced=PRESSED_ZERO, endpoint=endpoint
+            )
+        return self._on_other(connection_id, message, sender, deadline, endpoint=endpoint)
 
     def resend_pending_end(self, call: CallSession, sender: FrameSender) -> EndOutcome:
         """For the watchdog: post an overdue call's stored `end` (see promises.EndPromises)."""
         return self._promises.resend_pending_end(call, sender)
 
     def _on_setup(
-        self, connection_id: str, setup: Setup, sender: FrameSender, *, now: int, endpoint: str
+        self,
+        connection_id: str,
+        setup: Setup,
+        sender: FrameSender,
+        *,
+        now: int,
+        endpoint: str,
+        deadline: Deadline | None = None,
     ) -> FrameResult:
         token = setup.custom_parameters.get(BINDING_PARAMETER)
         if self._policy.account_sid and setup.account_sid != self._policy.account_sid:
@@ -170,18 +194,26 @@ class VoiceRelay:
         if not isinstance(token, str) or not token:
             return self._refuse_setup(connection_id, setup, sender, "no_binding")
         conversation_id = str(setup.custom_parameters.get("conversationId") or f"conv_{uuid.uuid4().hex}")
-        bound = self._calls.bind_connection(
-            call_sid=setup.call_sid,
-            connection_id=connection_id,
-            binding_id=binding_id(token),
-            session_id=setup.session_id,
-            caller=setup.from_,
-            agent_number=setup.to,
-            account_sid=setup.account_sid,
-            conversation_id=conversation_id[:128],
-            endpoint=endpoint,
-            now=now,
-        )
+        try:
+            # Twilio sends `setup` once: a throttled write is sent again rather than lost.
+            bound = while_busy(
+                lambda: self._calls.bind_connection(
+                    call_sid=setup.call_sid,
+                    connection_id=connection_id,
+                    binding_id=binding_id(token),
+                    session_id=setup.session_id,
+                    caller=setup.from_,
+                    agent_number=setup.to,
+                    account_sid=setup.account_sid,
+                    conversation_id=conversation_id[:128],
+                    endpoint=endpoint,
+                    now=now,
+                ),
+                deadline=deadline,
+                what=f"setup of call {setup.call_sid}",
+            )
+        except StoreError:
+            return self._close_unbound(connection_id, sender, setup.call_sid, "setup")
         if not bound:
             return self._refuse_setup(connection_id, setup, sender, "binding_mismatch")
         self._remember(connection_id, setup.call_sid)
@@ -196,8 +228,22 @@ class VoiceRelay:
             setup.call_sid,
             reason,
         )
-        sender.close()
+        if not sender.close():
+            try:
+                # The socket may stay open: no later frame may bind it through its `$connect` either.
+                self._calls.refuse_connection(connection_id, reason)
+            except StoreError:
+                log.exception("could not record the refusal of connection %s", connection_id)
         return FrameResult("setup", refused=reason)
+
+    def _close_unbound(self, connection_id: str, sender: FrameSender, call_sid: str, step: str) -> FrameResult:
+        """The socket could not be tied to its call: closing it makes Twilio post the action callback
+        (SessionStatus=failed), which reconnects the call or routes it to a person."""
+        log.exception(
+            "call %s: %s on connection %s could not be stored; closing the socket", call_sid, step, connection_id
+        )
+        sender.close()
+        return FrameResult("dropped", call_sid, store_fault=step)
 
     def _on_prompt(
         self,
@@ -207,8 +253,11 @@ class VoiceRelay:
         deadline: Deadline | None,
         *,
         forced: Escalation | None = None,
+        endpoint: str = "",
     ) -> FrameResult:
-        call_sid = self._call_sid(connection_id, deadline)
+        call_sid = self._call_sid(connection_id, deadline, sender=sender, endpoint=endpoint)
+        if isinstance(call_sid, FrameResult):
+            return call_sid
         if call_sid is None:
             log.warning("prompt before setup, or for an unknown connection %s: dropped", connection_id)
             return FrameResult("dropped")
@@ -230,15 +279,15 @@ class VoiceRelay:
         except _TurnOverran:
             log.error("voice turn on call %s ran out of time; handing the caller to a person", call_sid)
             trigger = "agent_timeout"
-            end = self._fallback(call, connection_id, sender, deadline, OVERRAN_REASON)
+            end = self._fallback(call, connection_id, sender, deadline, OVERRAN_REASON, trigger)
         except Exception:
             log.exception("voice turn failed on call %s; handing the caller to a person", call_sid)
             trigger = "agent_error"
-            end = self._fallback(call, connection_id, sender, deadline, TROUBLE_REASON)
+            end = self._fallback(call, connection_id, sender, deadline, TROUBLE_REASON, trigger)
         return FrameResult("prompt", call_sid, trigger, end)
 
     def _on_other(
-        self, connection_id: str, message: Any, sender: FrameSender, deadline: Deadline | None
+        self, connection_id: str, message: Any, sender: FrameSender, deadline: Deadline | None, *, endpoint: str = ""
     ) -> FrameResult:
         """interrupt, error, info and digits other than 0: first, an `end` still owed goes out."""
         if isinstance(message, Error):
@@ -247,7 +296,11 @@ class VoiceRelay:
             log.info("ConversationRelay info on %s: %s", connection_id, message.name)
         elif not isinstance(message, Interrupt):
             log.info("ignored DTMF %s on %s", message.digit, connection_id)
-        call_sid = self._call_sid(connection_id, deadline, wait=isinstance(message, Interrupt))
+        call_sid = self._call_sid(
+            connection_id, deadline, wait=isinstance(message, Interrupt), sender=sender, endpoint=endpoint
+        )
+        if isinstance(call_sid, FrameResult):
+            return call_sid
         if call_sid is None:
             if isinstance(message, Interrupt):
                 log.warning("interrupt for an unknown connection %s: dropped", connection_id)
@@ -316,20 +369,36 @@ class VoiceRelay:
         """Returns the trigger of the handoff this turn made (or "") and what became of its `end`."""
         call_sid = call.call_sid
 
-        def on_handoff(reason: str) -> dict[str, str]:
+        ended = threading.Event()  # another frame's `end` already went out: this session says nothing more
+
+        def on_handoff(request: HandoffRequest) -> dict[str, str]:
             if abandoned.is_set():
                 return tool_result(CHANNEL, error="the turn ran out of time")
-            payload = self._payload(call.conversation_id, reason)
+            payload = self._payload(call.conversation_id, request.reason, request.summary)
             # The payload's reason, not the model's: it has had card numbers redacted and been bounded.
             stored_reason = payload.attributes["reason"]
             if self._calls.store_handoff(
-                call_sid, payload_json=payload.to_json(), reason=stored_reason, due=_due(deadline)
+                call_sid,
+                payload_json=payload.to_json(),
+                reason=stored_reason,
+                due=_due(deadline),
+                transcript=self._pointer(call, payload, request),
             ):
+                return tool_result(CHANNEL)
+            # Another frame of this call stored its handoff first (the caller said "agent" and pressed 0
+            # at once): a person is coming all the same. This turn says so and keeps that handoff's
+            # promise, since the frame that stored it may have died before its `end`.
+            state = self._calls.get_call(call_sid)
+            state = state.handoff_state if state is not None else ""
+            if state in ("end_sent", "routed"):
+                ended.set()
+            if state in ("pending", "end_sent", "routed"):
+                log.info("call %s: a handoff was already stored by another frame; keeping it", call_sid)
                 return tool_result(CHANNEL)
             return tool_result(CHANNEL, error="a handoff is already under way for this call")
 
         def send(message: OutboundMessage) -> bool:
-            return not abandoned.is_set() and sender.send(message)
+            return not abandoned.is_set() and not ended.is_set() and sender.send(message)
 
         # Claiming the turn confirmed it current: frames that follow at once need no read (speaker.py
         # says how a turn is confirmed with three DynamoDB calls at most).
@@ -368,12 +437,21 @@ class VoiceRelay:
         sender: FrameSender,
         deadline: Deadline | None,
         reason: str,
+        trigger: str,
     ) -> str:
         """Apologise, store a handoff and send its `end`: what a turn that failed or ran out of time owes."""
-        payload = self._payload(call.conversation_id, reason)
+        hurry = getattr(sender, "hurry", None)
+        if hurry is not None:
+            hurry()  # the posts must fit the reserve: a slow one fails fast, and the `end` stays owed
+        request = HandoffRequest(reason, conversation_summary(call.history, channel=CHANNEL), trigger)
+        payload = self._payload(call.conversation_id, reason, request.summary)
         try:
             stored = self._calls.store_handoff(
-                call.call_sid, payload_json=payload.to_json(), reason=payload.attributes["reason"], due=_due(None)
+                call.call_sid,
+                payload_json=payload.to_json(),
+                reason=payload.attributes["reason"],
+                due=_due(None),
+                transcript=self._pointer(call, payload, request),
             )
         except StoreError:
             # The store is down: the caller still hears why and gets an `end` built here.
@@ -388,15 +466,49 @@ class VoiceRelay:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _payload(self, conversation_id: str, reason: str):
+    def _payload(self, conversation_id: str, reason: str, summary: str) -> HandoffPayload:
+        link = ""
+        if self._links is not None:
+            link = self._links.url(conversation_id, base_url=self._policy.transcript_base_url, now=time.time())
         return build_payload(
             conversation_id=conversation_id,
             reason=reason,
             routing_attributes=self._policy.routing_attributes,
             store_id=self._policy.memory_store_id,
+            summary=summary,
+            transcript_url=link,
         )
 
-    def _call_sid(self, connection_id: str, deadline: Deadline | None, *, wait: bool = True) -> str | None:
+    @staticmethod
+    def _pointer(call: CallSession, payload: HandoffPayload, request: HandoffRequest) -> TranscriptPointer | None:
+        """What the payload's transcript link reads, written with the handoff; none without a link."""
+        if "transcriptUrl" not in payload.attributes:
+            return None
+        now = int(time.time())
+        return TranscriptPointer(
+            conversation_id=call.conversation_id,
+            target_key=call_key(call.call_sid),
+            channel="voice",
+            trigger=request.trigger,
+            reason=payload.attributes["reason"],
+            summary=bounded_summary(request.summary),
+            handed_off_at=now,
+            expires_at=now + CALL_TTL_SECONDS,  # as long as the call item (bound at setup for as long)
+        )
+
+    def _call_sid(
+        self,
+        connection_id: str,
+        deadline: Deadline | None,
+        *,
+        wait: bool = True,
+        sender: FrameSender | None = None,
+        endpoint: str = "",
+    ) -> str | FrameResult | None:
+        """The connection's call; None if it has none; a FrameResult if the socket had to be closed.
+
+        `wait`: give a `setup` still being stored its grace, then bind the socket without it.
+        """
         call_sid = self._call_of.get(connection_id)
         if call_sid:
             log_context.bind(call_sid=call_sid)
@@ -408,11 +520,62 @@ class VoiceRelay:
             if call_sid:
                 self._remember(connection_id, call_sid)
             elif grace.expired():
-                return None
+                if not wait or sender is None:
+                    return None
+                return self._bind_without_setup(connection_id, sender, endpoint, deadline)
             else:
                 # Frames are separate invocations: this one may have overtaken the setup still being stored.
                 time.sleep(0.1)
         return call_sid
+
+    def _bind_without_setup(
+        self, connection_id: str, sender: FrameSender, endpoint: str, deadline: Deadline | None
+    ) -> str | FrameResult | None:
+        """A frame of a socket whose `setup` never landed: bind it to the call its `$connect` proved.
+
+        Twilio sends `setup` once, so without this a lost write would leave the caller unanswered
+        (0 included) on an open socket. It is no way around `setup`'s check: only the CallSid the
+        socket's own binding named at `$connect` is bound, never one a frame names; only while that
+        call has no socket (a spare binding of a live call takes nothing); never a socket whose
+        `setup` was refused. What only `setup` carries is filled safely (see CallStore.bind_lazily).
+        """
+        proved: ConnectionRecord | None = None
+        try:
+            proved = self._calls.connection(connection_id)
+            if proved is None or not proved.binding_call_sid or proved.refused:
+                return None
+            if proved.call_sid:  # its setup landed a moment ago
+                self._remember(connection_id, proved.call_sid)
+                return proved.call_sid
+            bound = while_busy(
+                lambda: self._bind_lazily(connection_id, proved, endpoint),
+                deadline=deadline,
+                what=f"binding connection {connection_id} without its setup",
+            )
+        except StoreError:
+            named = proved.binding_call_sid if proved is not None else ""
+            return self._close_unbound(connection_id, sender, named, "bind_without_setup")
+        if bound:
+            log.warning(
+                "call %s: no setup landed for connection %s; bound it through its $connect binding",
+                proved.binding_call_sid,
+                connection_id,
+            )
+            self._remember(connection_id, proved.binding_call_sid)
+            return proved.binding_call_sid
+        call_sid = self._calls.call_for_connection(connection_id)  # a setup bound it (or refused it) meanwhile
+        if call_sid:
+            self._remember(connection_id, call_sid)
+        return call_sid
+
+    def _bind_lazily(self, connection_id: str, proved: ConnectionRecord, endpoint: str) -> bool:
+        return self._calls.bind_lazily(
+            connection=connection_id,
+            proved=proved,
+            endpoint=endpoint,
+            conversation_id=f"conv_{uuid.uuid4().hex}",
+            now=int(time.time()),
+        )
 
     def _remember(self, connection_id: str, call_sid: str) -> None:
         log_context.bind(call_sid=call_sid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .protocol import OutboundMessage
@@ -24,8 +25,10 @@ class ApiGatewaySender:
     read timeout) is one lost post, and the next one is tried.
     """
 
-    def __init__(self, client: Any, connection_id: str) -> None:
+    def __init__(self, client: Any, connection_id: str, *, urgent_client: Callable[[], Any] | None = None) -> None:
+        """`urgent_client`: makes the client `hurry` switches to (built only then: cold starts matter)."""
         self._client = client
+        self._urgent_client = urgent_client
         self._connection_id = connection_id
         self.gone = False
         self.sent = 0
@@ -48,11 +51,19 @@ class ApiGatewaySender:
         self.sent += 1
         return True
 
-    def close(self) -> None:
-        """Close the socket (a refused setup): API Gateway's DeleteConnection."""
+    def hurry(self) -> None:
+        """From now on each post is one short attempt: what is left of the invocation is its reserve."""
+        if self._urgent_client is not None:
+            self._client = self._urgent_client()
+            self._urgent_client = None
+
+    def close(self) -> bool:
+        """Close the socket (a refused setup): API Gateway's DeleteConnection. False if it may be open still."""
         self.gone = True
         try:
             self._client.delete_connection(ConnectionId=self._connection_id)
         except Exception as exc:
             if _code(exc) not in _GONE:
                 log.warning("closing connection %s failed: %s", self._connection_id, _code(exc))
+                return False
+        return True
