@@ -200,3 +200,49 @@ def test_one_transient_store_fault_does_not_leave_a_texter_who_asked_for_a_perso
         f"the texter gets nothing and {len(handoffs)} handoff(s) exist"
     )
     assert "follow up" in texted(response) and len(handoffs) == 1
+
+
+def test_a_handoff_studio_did_start_is_not_failed_as_overdue_and_the_customer_told_nobody_is_coming(
+    aws, studio, twilio_api, lambda_context, monkeypatch
+):
+    """Same root cause as above, other ending. Studio starts the execution but its answer is
+    lost; then Studio's create endpoint answers 503 until the delivery budget is spent (reads
+    of executions still work). The watchdog fails the handoff `overdue` without asking Studio
+    whether the possibly-sent POST started one: dead letter, DispatchFailures, the hold lifted
+    and the customer texted "Sorry, we couldn't reach a member of our team", while the execution
+    it started is active and a person is on the way. The customer gets both a "nobody is
+    coming" text and a person, and the AI answers again alongside that person.
+    """
+    customer = "+14155550404"
+    assert "follow up" in texted(sms_app.handler(webhook("I need a human", customer), lambda_context))
+    studio.answer_delay = 1.5
+    wiring.studio_client()._http._read = 0.5
+    unavailable = ScriptedFault(503, {"code": 20503, "message": "Service Unavailable"})
+
+    def strained(seconds):
+        studio.answer_delay = 0.0
+        studio.fail_next(unavailable, on="create")  # every later create: 503
+
+    wiring.studio_client()._sleep = strained
+    event = Outbox(aws.dynamodb).next_event()
+    dispatch_app.handler(event, lambda_context)
+    assert [r.status for r in studio.requests][:1] == [201]  # the first POST did start an execution
+    (record,) = [h for h in aws.items("HANDOFF#") if h["to"] == customer]
+    assert record["status"] == "pending"
+
+    # The delivery budget runs out; the watchdog takes the overdue promise.
+    aws.dynamodb.update_item(
+        TableName=sample.TABLE_NAME,
+        Key={"pk": {"S": record["pk"]}},
+        UpdateExpression="SET createdAt = :long_ago, promiseDue = :long_ago",
+        ExpressionAttributeValues={":long_ago": {"N": str(record["createdAt"] - 3600)}},
+    )
+    wiring.watchdog().run(Deadline.after(20))
+
+    (record,) = [h for h in aws.items("HANDOFF#") if h["to"] == customer]
+    active = [sid for (flow, to), sid in studio.active.items() if to == customer]
+    told = [m["body"] for m in twilio_api.messages if m["to"] == customer]
+    assert not (record["status"] == "failed" and active), (
+        f"handoff {record['outcome']}: dead-lettered and the customer told {told!r}, "
+        f"while Studio execution {active} started for it is active"
+    )
