@@ -246,3 +246,42 @@ def test_a_handoff_studio_did_start_is_not_failed_as_overdue_and_the_customer_to
         f"handoff {record['outcome']}: dead-lettered and the customer told {told!r}, "
         f"while Studio execution {active} started for it is active"
     )
+
+
+# -- 4. `make redrive` of an old failure ends the customer's live human conversation --------------
+
+
+def test_redriving_an_old_failure_does_not_end_the_customers_live_handoff(aws, studio, twilio_api, lambda_context):
+    """The runbook: a wrong flow SID (404) failed handoffs for a while; customers were told nobody
+    could be reached, and the AI answered again. One of them asked again after the fix: that new
+    handoff reached Studio and a person is talking with them now (execution active). The
+    operator then runs `make redrive`, as the README says, to deliver what failed. The redriven
+    copy of the old handoff meets Studio's 409; `busy_contact` finds the contact's active
+    execution carries another conversation, calls it stale, ENDS it, and starts a new execution
+    with the old, already-handled reason. The customer's live human conversation is cut and a
+    second execution (a second task) is started for them. Redrive claims "Studio's
+    one-active-execution rule still keeps a contact from getting two executions".
+    """
+    customer = "+14155550405"
+    studio.fail_next(NOT_FOUND)
+    assert "follow up" in texted(sms_app.handler(webhook("I need a human", customer), lambda_context))
+    outbox = Outbox(aws.dynamodb)
+    drain(outbox, lambda_context)
+    assert [h["status"] for h in aws.items("HANDOFF#")] == ["failed"]  # dead letter, hold lifted, told
+
+    # The flow is fixed; the customer asks again and reaches a person.
+    assert "follow up" in texted(sms_app.handler(webhook("Please, a real person", customer), lambda_context))
+    drain(outbox, lambda_context)
+    (live,) = studio.created
+    assert studio.active[(sample.FLOW_SID, customer)] == live.sid
+
+    # The operator redrives the dead-letter queue.
+    report = Redriver(wiring.session_store(), aws.sqs, aws.queue_url, streams=boto3.client("dynamodbstreams")).run()
+    drain(outbox, lambda_context)
+
+    assert len(report.redriven) == 1
+    assert live.sid not in studio.ended, (
+        f"the redrive ended the customer's live execution {live.sid} and started "
+        f"{[r.sid for r in studio.created if r.sid != live.sid]} for the old handoff"
+    )
+    assert len(studio.created) == 1
