@@ -454,6 +454,21 @@ def test_a_conversation_released_before_its_handoff_was_delivered_starts_no_exec
     assert aws.dead_letters() == []
 
 
+def test_an_overdue_handoff_whose_conversation_was_released_is_not_failed(aws, studio, twilio_api, lambda_context):
+    """Released while Studio was down, then overdue: the watchdog settles it, rather than dead-letter
+    it and text a customer whose conversation is over that nobody could be reached."""
+    customer = "+14155550417"
+    texted(sms_app.handler(webhook("I need a human", customer), lambda_context))
+    release(customer, lambda_context)
+    age(aws, handoff_of(aws, customer), wiring.settings().handoff_delivery_budget_seconds + 60)
+
+    wiring.watchdog().run(Deadline.after(20))
+
+    record = handoff_of(aws, customer)
+    assert (record["status"], record["outcome"]) == ("superseded", "released")
+    assert studio.requests == [] and twilio_api.messages == [] and aws.dead_letters() == []
+
+
 def test_a_release_while_the_execution_is_being_started_ends_it(aws, studio, lambda_context, monkeypatch):
     """The release lands between Studio creating the execution and the dispatcher recording it:
     the release found no execution to end, so the dispatcher, seeing the release when it records

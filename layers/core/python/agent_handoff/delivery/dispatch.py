@@ -115,6 +115,8 @@ class HandoffDispatcher:
             claimed, owned = self._store.claim_handoff(handoff_id, now=now, lease_seconds=self._lease(deadline))
             if not owned or claimed is None:
                 raise RetryLater(f"handoff {handoff_id} was taken by another dispatcher")
+            if claimed.released:
+                return self._supersede(claimed, "released", "its conversation was released before it was delivered")
             detail = f"undelivered after {now - record.created_at}s and {record.deliveries} deliveries" + (
                 f" (last error: {record.error})" if record.error else ""
             )
