@@ -41,7 +41,7 @@ from ..storage.records import HandoffRecord
 from ..storage.session_store import SessionStore
 from .busy_contact import BusyContact
 from .failure import HandoffFailures
-from .studio import ActiveLookup, ExecutionResult, StudioClient
+from .studio import ActiveExecution, ActiveLookup, ExecutionResult, StudioClient
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class HandoffDispatcher:
         if record.maybe_sent:
             lookup = self._find_started(record, deadline)
             if lookup.found is not None:
-                return self._found(record, lookup, deadline)
+                return self._found(record, lookup.found, deadline)
             if not lookup.complete:
                 unknown = ExecutionResult("transient", detail=_uncertain(lookup), maybe_sent=True)
                 return self._settle(record, payload, unknown, deadline)
@@ -229,9 +229,7 @@ class HandoffDispatcher:
             deadline=deadline,
         )
 
-    def _found(self, record: HandoffRecord, lookup: ActiveLookup, deadline: Deadline) -> DispatchOutcome:
-        found = lookup.found
-        assert found is not None
+    def _found(self, record: HandoffRecord, found: ActiveExecution, deadline: Deadline) -> DispatchOutcome:
         log.warning(
             "handoff %s: an attempt whose answer was lost had started execution %s (%s)",
             record.handoff_id,
@@ -334,7 +332,7 @@ class HandoffDispatcher:
             # Never tell the customer nobody is coming while an execution this handoff started may be active.
             lookup = self._find_started(record, deadline)
             if lookup.found is not None:
-                return self._found(record, lookup, deadline)
+                return self._found(record, lookup.found, deadline)
             if not lookup.complete:
                 now = int(self._clock())
                 if now - record.created_at < UNCERTAIN_BUDGET_FACTOR * self._budget_seconds:
