@@ -75,8 +75,8 @@ class Scripted:
 def run(provider, text="hello", *, history=(), attempts=0, channel="SMS"):
     reasons = []
 
-    def on_handoff(reason):
-        reasons.append(reason)
+    def on_handoff(request):
+        reasons.append(request.reason)
         return tool_result(channel)
 
     outcome = Agent(provider, channel=channel, handoff_reply=REPLY).take_turn(

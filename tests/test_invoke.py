@@ -17,6 +17,7 @@ EXPECTED = {
     "sms-human.json": ("InboundSmsFunction", 200, "A person will follow up"),
     "dispatch-stream.json": ("HandoffDispatchFunction", None, "studio: 201 FN"),
     "handoff-release.json": ("HandoffReleaseFunction", 404, "no conversation with this customer is with a person"),
+    "handoff-transcript.json": ("HandoffTranscriptFunction", 410, "This transcript link has expired"),
     "voice-incoming-call.json": ("IncomingCallFunction", 200, "<ConversationRelay"),
     "relay-connect.json": ("VoiceRelayFunction", 200, ""),
     "relay-setup.json": ("VoiceRelayFunction", 200, ""),

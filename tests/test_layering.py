@@ -25,6 +25,7 @@ FOUNDATION = {
     "payload_limits",
     "pan_redaction",
     "signing",
+    "transcript_link",
     "keepers",
 }
 CORE_RULES = {
@@ -36,8 +37,30 @@ CORE_RULES = {
     "sms": {"foundation", "storage", "webhooks", "agent"},
     "voice": {"foundation", "storage", "webhooks", "agent"},
     "delivery": {"foundation", "storage", "webhooks"},
-    "wiring": {"foundation", "observability", "storage", "webhooks", "agent", "sms", "voice", "delivery"},
-    "handler": {"foundation", "observability", "storage", "webhooks", "agent", "sms", "voice", "delivery", "wiring"},
+    "transcript": {"foundation", "storage", "webhooks"},
+    "wiring": {
+        "foundation",
+        "observability",
+        "storage",
+        "webhooks",
+        "agent",
+        "sms",
+        "voice",
+        "delivery",
+        "transcript",
+    },
+    "handler": {
+        "foundation",
+        "observability",
+        "storage",
+        "webhooks",
+        "agent",
+        "sms",
+        "voice",
+        "delivery",
+        "transcript",
+        "wiring",
+    },
 }
 
 DEVTOOLS_RULES = {

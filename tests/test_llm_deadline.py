@@ -122,8 +122,8 @@ def test_two_calls_of_a_handoff_turn_share_one_deadline(llm):
     agent = Agent(provider(fake, cap=5.0), channel="SMS", handoff_reply="A person will follow up.")
     reasons = []
 
-    def on_handoff(reason):
-        reasons.append(reason)
+    def on_handoff(request):
+        reasons.append(request.reason)
         return tool_result("SMS")
 
     started = time.monotonic()

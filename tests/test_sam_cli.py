@@ -81,6 +81,7 @@ SAMPLES = {
     "VoiceRelayFunction": ["relay-connect.json", "relay-setup.json", "relay-prompt.json"],
     "VoiceActionFunction": ["voice-action-hangup.json"],
     "HandoffReleaseFunction": ["handoff-release.json"],
+    "HandoffTranscriptFunction": ["handoff-transcript.json"],
     "HandoffWatchdogFunction": ["watchdog-schedule.json"],  # last: the dispatch sample's handoff is delivered
 }
 
@@ -183,6 +184,8 @@ def test_every_function_runs_from_the_build_output_as_lambda_imports_it(tmp_path
                         assert answer == {"batchItemFailures": []}
                     elif logical_id == "HandoffReleaseFunction":
                         assert answer["statusCode"] == 404, answer  # authenticated; nobody is on hold
+                    elif logical_id == "HandoffTranscriptFunction":
+                        assert answer["statusCode"] == 410, answer  # a genuine link, issued long ago
                     elif logical_id == "HandoffWatchdogFunction":
                         assert answer["handoff"]["overdue"] == 0 and answer["handoff"]["errors"] == 0, answer
                     else:

@@ -11,7 +11,7 @@ from agent_handoff import wiring
 from agent_handoff.agent.rules import RulesProvider
 from conftest import load_handler
 from devtools.samples import sample
-from devtools.samples.events import http_api_event, sms_params
+from devtools.samples.events import DEFAULT_HOST, http_api_event, sms_params
 
 sms_app = load_handler("inbound_sms")
 
@@ -86,6 +86,7 @@ def test_request_for_a_human_is_recorded_before_the_reply(aws, lambda_context, p
     import json
 
     payload = json.loads(handoff["payload"])
+    link = payload["attributes"].pop("transcriptUrl")
     assert payload == {
         "conversationId": conversation["conversationId"],
         "storeId": "",
@@ -94,8 +95,13 @@ def test_request_for_a_human_is_recorded_before_the_reply(aws, lambda_context, p
             "department": "support",
             "priority": "normal",
             "reason": "The customer asked to speak with a human agent.",
+            # No model summary (the policy decided): one built from what the customer said.
+            "summary": "The customer said: \u201cI want to talk to a real person please\u201d. "
+            "The AI agent had not answered yet.",
         },
     }
+    # The link is to this API's transcript route (rebuilt like the webhook's URL) and names the conversation.
+    assert link.startswith(f"https://{DEFAULT_HOST}/handoff/transcript?t=v1.{conversation['conversationId']}.")
 
 
 def test_after_a_handoff_the_ai_stays_silent(aws, lambda_context, provider):

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tac.models.handoff import HandoffPayload as TacHandoffPayload
-from tac.tools.handoff import DEFAULT_HANDOFF_TOOL_NAME
+from tac.models.handoff import PendingHandoffData
+from tac.tools.base import function_tool
+from tac.tools.handoff import DEFAULT_HANDOFF_TOOL_NAME, _handoff_impl
 
 from agent_handoff.handoff import (
     HANDOFF_TOOL_NAME,
@@ -47,9 +49,14 @@ def test_studio_parameters_carry_handoff_data_like_tac():
     assert parameters == expected
 
 
-def test_tool_matches_tac():
+def test_tool_matches_tac_and_adds_only_an_optional_summary():
+    tac_schema = function_tool(name=DEFAULT_HANDOFF_TOOL_NAME)(_handoff_impl).params_json_schema
     assert HANDOFF_TOOL_NAME == DEFAULT_HANDOFF_TOOL_NAME
-    assert list(HANDOFF_TOOL_PARAMETERS["properties"]) == ["reason"]
+    # A call TAC's model would make (reason only) is a valid call of ours; summary is extra and optional.
+    assert HANDOFF_TOOL_PARAMETERS["required"] == tac_schema["required"] == ["reason"]
+    assert HANDOFF_TOOL_PARAMETERS["properties"]["reason"]["type"] == tac_schema["properties"]["reason"]["type"]
+    assert set(HANDOFF_TOOL_PARAMETERS["properties"]) - set(tac_schema["properties"]) == {"summary"}
+    assert HANDOFF_TOOL_PARAMETERS["properties"]["summary"]["type"] == "string"
     assert tool_result("SMS") == {"status": "handoff_initiated", "channel": "SMS"}
     assert tool_result("SMS", error="boom") == {"status": "handoff_failed", "channel": "SMS", "error": "boom"}
 
@@ -97,3 +104,27 @@ def test_what_is_not_a_payload_is_refused_by_us_and_by_tac(text, problem):
 
 def test_tac_spelling_and_python_spelling_both_read():
     assert HandoffPayload.from_json('{"conversation_id": "c", "profile_id": "p"}') == HandoffPayload("c", "", "p")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    reason=st.text(max_size=300),
+    summary=st.text(max_size=800),
+    token=st.text("abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=150),
+)
+def test_payloads_with_summary_and_transcript_link_are_tac_payloads_on_every_wire(reason, summary, token):
+    payload = build_payload(
+        conversation_id="conv_0123456789abcdef0123456789abcdef",
+        reason=reason,
+        routing_attributes={"department": "support", "priority": "normal"},
+        summary=summary,
+        transcript_url=f"https://abc.execute-api.us-east-1.amazonaws.com/handoff/transcript?t={token}",
+    )
+    wire = json.loads(payload.to_json())
+    assert json.loads(TacHandoffPayload.model_validate(wire).model_dump_json(by_alias=True)) == wire
+    studio = json.loads(payload.studio_parameters())["HandoffData"]
+    assert TacHandoffPayload.model_validate(studio).attributes == payload.attributes
+    end = PendingHandoffData.model_validate({"type": "end", "handoffData": payload.to_json()})
+    assert TacHandoffPayload.model_validate_json(end.handoff_data).attributes == payload.attributes
+    if "summary" in payload.attributes:
+        assert 0 < len(payload.attributes["summary"]) <= 500

@@ -21,6 +21,7 @@ FUNCTIONS = {
     "VoiceRelayFunction": "voice_relay",
     "VoiceActionFunction": "voice_action",
     "HandoffReleaseFunction": "handoff_release",
+    "HandoffTranscriptFunction": "handoff_transcript",
     "HandoffWatchdogFunction": "handoff_watchdog",
 }
 PARAMETERS = {"TwilioPhoneNumber": "+14155550199", "StudioHandoffFlowSid": "FW" + "0" * 32}
@@ -61,23 +62,44 @@ def test_functions_have_the_contract_logical_ids(transformed):
 
 
 @pytest.mark.parametrize(
-    ("path", "function"),
+    ("path", "function", "method"),
     [
-        ("/sms", "InboundSmsFunction"),
-        ("/voice", "IncomingCallFunction"),
-        ("/voice/action", "VoiceActionFunction"),
-        ("/handoff/release", "HandoffReleaseFunction"),
+        ("/sms", "InboundSmsFunction", "post"),
+        ("/voice", "IncomingCallFunction", "post"),
+        ("/voice/action", "VoiceActionFunction", "post"),
+        ("/handoff/release", "HandoffReleaseFunction", "post"),
+        ("/handoff/transcript", "HandoffTranscriptFunction", "get"),
     ],
 )
-def test_http_routes_are_wired(transformed, path, function):
+def test_http_routes_are_wired(transformed, path, function, method):
     api = next(
         v
         for v in transformed["Resources"].values()
         if v["Type"] == "AWS::ApiGatewayV2::Api" and "Body" in v["Properties"]
     )
     operation = api["Properties"]["Body"]["paths"][path]
-    assert list(operation) == ["post"]
+    assert list(operation) == [method]
     assert function in json.dumps(operation)
+
+
+def test_transcript_links_reach_the_http_api_and_the_page_only_reads(transformed):
+    template = load_template()
+    assert template["Parameters"]["TranscriptLinkSeconds"]["Default"] == 86400
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["TRANSCRIPT_LINK_SECONDS"] == {"Ref": "TranscriptLinkSeconds"}
+    # The relay sees only the WebSocket API: it is told where the HTTP API serves the transcript.
+    relay = template["Resources"]["VoiceRelayFunction"]["Properties"]["Environment"]["Variables"]
+    assert relay["TRANSCRIPT_BASE_URL"] == {
+        "Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+    }
+    statements = transformed["Resources"]["HandoffTranscriptFunctionRole"]["Properties"]["Policies"]
+    actions = {
+        action
+        for policy in statements
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    }
+    assert actions == {"dynamodb:GetItem", "secretsmanager:GetSecretValue"}
 
 
 def test_websocket_api_routes_every_frame_to_the_relay(transformed):

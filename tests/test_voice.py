@@ -96,6 +96,10 @@ def test_caller_who_asks_for_a_person(call, aws):
         "department": "support",
         "priority": "normal",
         "reason": "The customer asked to speak with a human agent.",
+        # No model summary (the policy decided): the last turns, for the human.
+        "summary": "The caller said, latest last: \u201cWhat are your opening hours?\u201d / \u201cI'd like to "
+        "talk to a real person please\u201d. The AI agent last answered: \u201cWe're open Monday to Friday, "
+        "8am to 6pm, and Saturday 9am to 1pm.\u201d",
     }
     assert payload.conversation_id == call.parameters["conversationId"]
     assert_protocol(call)
@@ -167,7 +171,10 @@ def test_interrupted_reply_stops_and_history_keeps_what_was_heard(call, connecti
 
     assert len(frames) == 1 and frames[0]["last"] is False  # the rest of the reply was never sent
     history = stored_call(aws, call.call_sid)["history"]
-    assert history[-2:] == [{"role": "user", "text": "tell me about pricing"}, {"role": "assistant", "text": heard}]
+    assert history[-2:] == [
+        {"role": "user", "text": "tell me about pricing"},
+        {"role": "assistant", "text": heard, "interrupted": True},  # the transcript page marks it
+    ]
     assert_protocol(call)
 
     after = call.say("what are your hours")  # the call goes on normally

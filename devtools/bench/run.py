@@ -169,11 +169,36 @@ class Bench:
             from devtools.samples.make_events import _release
 
             return _release()
+        if logical_id == "HandoffTranscriptFunction":
+            return self.transcript_request()
         if logical_id == "HandoffWatchdogFunction":
             from devtools.samples.make_events import _schedule
 
             return _schedule()
         raise KeyError(logical_id)
+
+    def transcript_request(self) -> dict[str, Any]:
+        """A human opening a fresh link to a handed-off conversation of four turns: the page a link serves."""
+        from urllib.parse import urlsplit
+
+        from agent_handoff.signing import Signer, signing_key
+        from agent_handoff.storage.dynamo import history_attribute, n, s
+        from agent_handoff.storage.records import TranscriptPointer, Turn
+        from agent_handoff.storage.transcripts import pointer_put
+        from agent_handoff.transcript_link import PATH, TranscriptLinks
+        from devtools.samples.events import http_get_event
+
+        conversation_id, now = f"conv_{uuid.uuid4().hex}", int(time.time())
+        key = f"CONV#sms#+1415{uuid.uuid4().int % 10**7:07d}#{sample.AGENT_NUMBER}"
+        turns = [Turn("user", "What are your opening hours?"), Turn("assistant", "We're open 8am to 6pm.")] * 2
+        item = {"pk": s(key), "kind": s("conversation"), "conversationId": s(conversation_id)}
+        item |= {"customer": s(key.split("#")[2]), "history": history_attribute(turns), "expiresAt": n(now + 3600)}
+        self.dynamodb.put_item(TableName=sample.TABLE_NAME, Item=item)
+        pointer = TranscriptPointer(conversation_id, key, "sms", "human_requested", "r", "s", now, now + 3600)
+        self.dynamodb.put_item(**pointer_put(sample.TABLE_NAME, pointer))
+        links = TranscriptLinks(Signer(signing_key(None, sample.AUTH_TOKEN)))
+        url = links.url(conversation_id, base_url="https://bench.execute-api.us-east-1.amazonaws.com", now=now)
+        return http_get_event(PATH, query=urlsplit(url).query)
 
     def bound_connection(self) -> str:
         """A call whose setup has been handled: the state a prompt finds."""

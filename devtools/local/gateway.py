@@ -172,7 +172,10 @@ class Gateway:
         # The simulators' views (phone numbers, payloads) are for this machine, not a tunnel's visitors.
         if request.remote not in LOOPBACK or any(h in request.headers for h in PROXY_HEADERS):
             return web.json_response({"message": "Not Found"}, status=404)
-        return web.json_response(self._extra_get[request.path](), dumps=lambda o: json.dumps(o, default=str))
+        result = await asyncio.to_thread(self._extra_get[request.path])  # they may read moto: off the loop
+        if isinstance(result, web.Response):  # a page (the desk), served as it is
+            return result
+        return web.json_response(result, dumps=lambda o: json.dumps(o, default=str))
 
     # -- WebSocket API ------------------------------------------------------------------
 

@@ -215,6 +215,7 @@ class LocalStack:
         http = {(r.method, r.path): (r.function, handlers[r.function]) for r in tf.http_routes()}
         ws = {key: (fn, handlers[fn]) for key, fn in tf.websocket_routes().items()}
         extra = {STUDIO_PATH: lambda: [vars(r) for r in self.studio.requests], HANDOFFS_PATH: self.handoffs}
+        extra.update(self._desk().routes())
         self.gateway = Gateway(http, ws, host=self.host, port=gateway_port, extra_get=extra)
         self._stoppers.append(self.gateway.stop)
         self.gateway.start()
@@ -315,6 +316,18 @@ class LocalStack:
             self.pollers.append(poller)
             self._stoppers.append(poller.stop)
 
+    def _desk(self) -> Any:
+        import boto3
+
+        from devtools.local.desk import Desk
+
+        return Desk(
+            executions=lambda: list(self.studio.requests),
+            table=self.physical["SessionsTable"],
+            release_token=self.release_token,
+            dynamodb=boto3.client("dynamodb"),
+        )
+
     def _start_schedules(self, specs: dict, handlers: dict[str, Any]) -> None:
         from devtools.local.schedules import ScheduleRunner
         from devtools.template_functions import schedule_triggers
@@ -391,6 +404,7 @@ class LocalStack:
             f"  ConversationRelay  {self.env['RELAY_WEBSOCKET_URL']}   (the TwiML from /voice names it)",
             "",
             f"Gateway:          {self.url}",
+            f"Agent desk:       {self.url}/desk   (the human side: handoffs, transcripts, Release)",
             f"AWS (moto):       {self.aws_url}   tables and queues from template.yaml",
             f"Studio recorder:  {self.studio.base_url}/   (GET lists the executions it received)"
             if not self.real_twilio or "STUDIO_BASE_URL" in self.env

@@ -75,6 +75,47 @@ def http_api_event(
     }
 
 
+def http_get_event(
+    path: str,
+    *,
+    query: str = "",
+    host: str = DEFAULT_HOST,
+    accept: str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    at: float | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """An HTTP API (payload 2.0) GET from a browser: no body, no Twilio signature."""
+    now = time.time() if at is None else at
+    user_agent = "Mozilla/5.0 (X11; Linux x86_64) Chrome/150.0"
+    return {
+        "version": "2.0",
+        "routeKey": f"GET {path}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"accept": accept, "host": host, "user-agent": user_agent},
+        "queryStringParameters": dict(parse_qsl(query, keep_blank_values=True)) or None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": host.split(".")[0],
+            "domainName": host,
+            "domainPrefix": host.split(".")[0],
+            "http": {
+                "method": "GET",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "198.51.100.7",
+                "userAgent": user_agent,
+            },
+            "requestId": request_id or uuid.uuid4().hex[:16],
+            "routeKey": f"GET {path}",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+
+
 def rest_api_event(
     path: str,
     params: dict[str, str],

@@ -16,11 +16,13 @@ from typing import Any
 from devtools.cli import run
 from devtools.samples import sample
 from devtools.samples.events import (
+    DEFAULT_HOST,
     WS_DOMAIN,
     WS_STAGE,
     action_params,
     call_params,
     http_api_event,
+    http_get_event,
     release_event,
     sms_params,
     ws_connect_event,
@@ -31,14 +33,30 @@ from devtools.template import ROOT
 
 EVENTS = ROOT / "events"
 FIXED_TIME = 1_795_000_000.0  # 2026-11-18, any fixed instant will do
+CONVERSATION_ID = "conv_0b1c0b1c0b1c0b1c0b1c0b1c0b1c0b1c"
+
+
+def _transcript_token() -> str:
+    """The sample conversation's transcript link token, issued at FIXED_TIME (long expired now)."""
+    from agent_handoff.signing import Signer, signing_key
+    from agent_handoff.transcript_link import DEFAULT_LIFETIME_SECONDS, PURPOSE
+
+    return Signer(signing_key(None, sample.AUTH_TOKEN)).sign(
+        PURPOSE, CONVERSATION_ID, expires_at=int(FIXED_TIME) + DEFAULT_LIFETIME_SECONDS, nonce="sample-link-0b1c0b1c"
+    )
+
+
 HANDOFF_PAYLOAD = {
-    "conversationId": "conv_0b1c0b1c0b1c0b1c0b1c0b1c0b1c0b1c",
+    "conversationId": CONVERSATION_ID,
     "storeId": "",
     "profileId": "",
     "attributes": {
         "department": "support",
         "priority": "normal",
         "reason": "The customer asked to speak with a human agent.",
+        "summary": "The customer said: \u201cI want to speak to a real person, please\u201d. "
+        "The AI agent had not answered yet.",
+        "transcriptUrl": f"https://{DEFAULT_HOST}/handoff/transcript?t={_transcript_token()}",
     },
 }
 
@@ -55,6 +73,13 @@ def _release() -> dict[str, Any]:
     return release_event(
         sample.CUSTOMER_NUMBER, sample.AGENT_NUMBER, sample.RELEASE_TOKEN, at=FIXED_TIME, request_id="sample-release"
     )
+
+
+def _transcript() -> dict[str, Any]:
+    """A human opening the sample handoff's transcriptUrl: signed at FIXED_TIME, so it has expired (410)."""
+    from agent_handoff.transcript_link import PATH, QUERY
+
+    return http_get_event(PATH, query=f"{QUERY}={_transcript_token()}", at=FIXED_TIME, request_id="sample-transcript")
 
 
 def _dispatch_stream() -> dict[str, Any]:
@@ -226,6 +251,7 @@ def build() -> dict[str, Any]:
         "sms-human.json": _sms("I want to speak to a real person, please", "SM" + "2" * 32),
         "dispatch-stream.json": _dispatch_stream(),
         "handoff-release.json": _release(),
+        "handoff-transcript.json": _transcript(),
         "watchdog-schedule.json": _schedule(),
         **_voice_events(),
         "env.json": env,

@@ -10,6 +10,8 @@ Voice: the number's calls enter the flow, whose TwiML Redirect widget (`ai_agent
 call to the product's /voice URL with `FlowSid={{flow.flow_sid}}`. When the agent hands off,
 the product resumes the flow at the widget's `return` transition with the payload in the
 query string, read as `{{widgets.ai_agent.HandoffData}}` and `{{widgets.ai_agent.reason}}`.
+Both routes give Flex the same task attributes; the human's context (`summary`, `transcriptUrl`)
+is in `HandoffData.attributes`, where a Flex plugin or the task's info panel reads it.
 """
 
 from __future__ import annotations
@@ -41,16 +43,20 @@ def _state(name: str, kind: str, transitions: list[dict[str, str]], x: int, y: i
 
 
 def flow(*, voice_url: str, workflow: str, voice_channel: str, sms_channel: str) -> dict[str, Any]:
+    # Values go in through `to_json`, which quotes and escapes them: nothing is copied into the JSON raw.
+    # `summary` and `transcriptUrl` reach the task inside HandoffData (HandoffData.attributes.summary):
+    # copied to the top level too they would count twice against Flex's 1,024 characters, which
+    # with a 190-character link leaves no room for a summary (see payload_limits.py).
     sms_attributes = (
         '{"name": "{{contact.channel.address}}", "channelType": "sms", '
-        '"reason": "{{flow.data.HandoffData.attributes.reason}}", '
-        '"conversationId": "{{flow.data.HandoffData.conversationId}}", '
+        '"reason": {{flow.data.HandoffData.attributes.reason | to_json}}, '
+        '"conversationId": {{flow.data.HandoffData.conversationId | to_json}}, '
         '"HandoffData": {{flow.data.HandoffData | to_json}}}'
     )
     voice_attributes = (
         '{"type": "inbound", "name": "{{trigger.call.From}}", '
-        '"reason": "{{widgets.ai_agent.reason}}", '
-        '"conversationId": "{{widgets.ai_agent.conversationId}}", '
+        '"reason": {{widgets.ai_agent.reason | to_json}}, '
+        '"conversationId": {{widgets.ai_agent.conversationId | to_json}}, '
         '"HandoffData": {{widgets.ai_agent.HandoffData | default: "{}"}}}'
     )
     return {

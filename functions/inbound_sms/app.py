@@ -23,7 +23,12 @@ def answer(request, event, context):
         agent_number=params["To"],
         body=params.get("Body", ""),
     )
-    reply = wiring.sms_service().handle(message, deadline=deadline, lease_seconds=claim_lease_seconds(context))
+    reply = wiring.sms_service().handle(
+        message,
+        deadline=deadline,
+        lease_seconds=claim_lease_seconds(context),
+        transcript_base_url=wiring.transcript_base_url(event),
+    )
     logger.append_keys(conversation_id=reply.conversation_id or None)
     if reply.store_unavailable:
         metric("StoreUnavailable")  # alarmed on: a texter got an apology and nothing was recorded

@@ -22,6 +22,7 @@ def route(request, event):
             handoff_data=params.get("HandoffData") or None,
             error_code=params.get("ErrorCode", ""),
             action_url=url_beside(event, "/voice/action", wiring.settings().public_base_url),
+            transcript_base_url=wiring.transcript_base_url(event),
         )
     )
     if routing.target:

@@ -97,6 +97,9 @@ def routing_attributes(raw: str) -> dict[str, Any]:
         raise ValueError("must be a JSON object, not " + type(value).__name__)
     if "reason" in value:
         raise ValueError("must not set 'reason': the agent's reason always fills it")
+    for written in ("summary", "transcriptUrl"):
+        if written in value:
+            raise ValueError(f"must not set '{written}': the product fills it for the human agent")
     if width(value) > ROUTING_ATTRIBUTES_MAX:
         raise ValueError(
             f"must be at most {ROUTING_ATTRIBUTES_MAX} characters as JSON (non-ASCII counts as escaped), "
@@ -141,6 +144,9 @@ class Settings:
     sessions_table_name: str | None = setting("SESSIONS_TABLE_NAME", parse=text(min_length=3, max_length=255))
     studio_base_url: str = setting("STUDIO_BASE_URL", "https://studio.twilio.com", url)
     public_base_url: str | None = setting("PUBLIC_BASE_URL", parse=url)
+    # Where GET /handoff/transcript lives, for functions that cannot see the HTTP API's host (the relay).
+    transcript_base_url: str | None = setting("TRANSCRIPT_BASE_URL", parse=url)
+    transcript_link_seconds: int = setting("TRANSCRIPT_LINK_SECONDS", 24 * 3600, integer(minimum=300, maximum=2592000))
     dead_letter_queue_url: str | None = setting("DEAD_LETTER_QUEUE_URL", parse=url)
 
     llm_provider: str = setting("LLM_PROVIDER", "rules", choice("rules", "openai", "bedrock"))

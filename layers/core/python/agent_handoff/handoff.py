@@ -10,10 +10,12 @@ carries no card number and fits Flex's task attributes (`payload_limits` has the
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .payload_limits import fit
+from .pan_redaction import redact_pans
+from .payload_limits import fit, shorten
 
 HANDOFF_TOOL_NAME = "handoff"
 HANDOFF_TOOL_DESCRIPTION = (
@@ -27,13 +29,22 @@ HANDOFF_TOOL_PARAMETERS: dict[str, Any] = {
         "reason": {
             "type": "string",
             "description": "Why the conversation needs a human, in one sentence for the human agent.",
-        }
+        },
+        "summary": {
+            "type": "string",
+            "description": (
+                "For the human agent, in a few sentences: what the customer needs and what has been tried so far."
+            ),
+        },
     },
     "required": ["reason"],
     "additionalProperties": False,
 }
 
 Channel = Literal["SMS", "VOICE"]
+# The summary's own bound, before Flex's limit may shorten it further (payload_limits).
+SUMMARY_MAX = 500
+_BLANKS = re.compile(r"[\s\x00-\x1f\x7f]+")
 
 
 class InvalidPayload(ValueError):
@@ -113,13 +124,28 @@ def build_payload(
     routing_attributes: dict[str, Any],
     store_id: str = "",
     profile_id: str = "",
+    summary: str = "",
+    transcript_url: str = "",
 ) -> HandoffPayload:
+    """TAC's payload: the routing attributes, `reason`, and for the human `summary` and `transcriptUrl` when known."""
+    attributes = {**routing_attributes, "reason": reason}
+    summary = bounded_summary(summary)
+    if summary:
+        attributes["summary"] = summary
+    if transcript_url:
+        attributes["transcriptUrl"] = transcript_url
     return HandoffPayload(
         conversation_id=conversation_id,
         store_id=store_id or "",
         profile_id=profile_id or "",
-        attributes={**routing_attributes, "reason": reason},
+        attributes=attributes,
     ).fitted()
+
+
+def bounded_summary(text: str) -> str:
+    """One paragraph of at most SUMMARY_MAX characters, cut at a word, card numbers removed before the cut
+    (a cut could leave part of a card number that no longer looks like one)."""
+    return shorten(redact_pans(_BLANKS.sub(" ", text or "").strip()), SUMMARY_MAX)
 
 
 def tool_result(channel: Channel, error: str | None = None) -> dict[str, str]:

@@ -144,7 +144,7 @@ def sms_service() -> Any:
         hold_seconds=current.handoff_hold_seconds,
         hold_message=current.handoff_hold_message,
     )
-    return SmsService(session_store(), agent("SMS"), policy)
+    return SmsService(session_store(), agent("SMS"), policy, links=transcript_links())
 
 
 @lru_cache(maxsize=1)
@@ -280,7 +280,7 @@ def voice_calls() -> Any:
         handoff_flow_sid=current.studio_flow_sid,
         taskrouter_workflow_sid=current.taskrouter_workflow_sid,
     )
-    return VoiceCalls(call_store(), routing, relay_bindings())
+    return VoiceCalls(call_store(), routing, relay_bindings(), links=transcript_links())
 
 
 @lru_cache(maxsize=1)
@@ -293,8 +293,39 @@ def voice_relay() -> Any:
         routing_attributes=current.handoff_attributes,
         memory_store_id=current.memory_store_id,
         history_limit=current.history_limit,
+        transcript_base_url=transcript_base_url(),
     )
-    return VoiceRelay(call_store(), agent("VOICE"), policy, relay_bindings())
+    return VoiceRelay(call_store(), agent("VOICE"), policy, relay_bindings(), links=transcript_links())
+
+
+@lru_cache(maxsize=1)
+def transcript_links() -> Any:
+    """Signs and checks transcript links, with the socket bindings' key under the links' own purpose."""
+    from .transcript_link import TranscriptLinks
+
+    return TranscriptLinks(signer(), settings().transcript_link_seconds)
+
+
+def transcript_base_url(event: Any = None) -> str:
+    """Where GET /handoff/transcript is served: PUBLIC_BASE_URL, else TRANSCRIPT_BASE_URL (the template
+    gives it to functions that cannot see the HTTP API's host), else rebuilt from this request's URL."""
+    current = settings()
+    if current.public_base_url or current.transcript_base_url:
+        return current.public_base_url or current.transcript_base_url
+    if event is None:
+        return ""
+    from .webhooks.request import url_beside
+
+    return url_beside(event, "")
+
+
+@lru_cache(maxsize=1)
+def transcript_service() -> Any:
+    from .storage.transcripts import TranscriptStore
+    from .transcript.service import TranscriptService
+
+    current = settings().require("SESSIONS_TABLE_NAME")
+    return TranscriptService(TranscriptStore(aws_client("dynamodb"), current.sessions_table_name), transcript_links())
 
 
 @lru_cache(maxsize=8)
@@ -321,7 +352,7 @@ def check() -> None:
     current = settings()
     problems: list[str] = []
     builders = (lambda: current.require("TWILIO_AUTH_TOKEN"), sms_service, dispatcher, watchdog, releaser, voice_calls)
-    for build in (*builders, voice_relay):
+    for build in (*builders, voice_relay, transcript_service):
         try:
             build()
         except ConfigError as exc:
@@ -345,6 +376,8 @@ def reset() -> None:
         call_store,
         voice_calls,
         voice_relay,
+        transcript_links,
+        transcript_service,
         management_client,
         _llm_budget_fits,
     ):

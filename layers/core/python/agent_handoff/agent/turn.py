@@ -17,6 +17,7 @@ from ..handoff import HANDOFF_TOOL_DESCRIPTION, HANDOFF_TOOL_NAME, HANDOFF_TOOL_
 from ..storage.records import Turn
 from .messages import ChatMessage, ChatProvider, Completion, ToolCall, ToolSpec
 from .policy import Escalation, EscalationPolicy
+from .summary import conversation_summary
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ HANDOFF_TOOL = ToolSpec(HANDOFF_TOOL_NAME, HANDOFF_TOOL_DESCRIPTION, HANDOFF_TOO
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful customer service agent for our company, talking with a customer over {channel}. "
     "Keep answers short and plain: {style}. "
-    "Call the `handoff` tool, with a one-sentence reason for the human agent, when the customer asks for "
+    "Call the `handoff` tool, with a one-sentence reason and a short summary (what the customer needs, what "
+    "has been tried) for the human agent, when the customer asks for "
     "a human, when you have failed to resolve their issue after two attempts, for billing disputes or "
     "account security, or when the customer is frustrated or dissatisfied. After calling it, tell the "
     "customer that a person will follow up; never claim a handoff that the tool reports as failed."
@@ -37,9 +39,20 @@ TRY_AGAIN = f"{AGENT_TROUBLE} Please try again in a few minutes."
 # end with the customer's turn, and an empty text is no turn at all to Bedrock.
 EMPTY_MESSAGE = "(no text)"
 
-# The handoff callback receives the reason and returns TAC's tool result (see handoff.tool_result).
-HandoffCallback = Callable[[str], dict[str, str]]
 Speak = Callable[[str], None]
+
+
+class HandoffRequest(NamedTuple):
+    """What the channel needs to hand off: the tool's `reason`, a `summary` for the human (the model's,
+    else one built from the last turns) and what triggered it ("llm" or an Escalation trigger)."""
+
+    reason: str
+    summary: str
+    trigger: str
+
+
+# The handoff callback returns TAC's tool result (see handoff.tool_result).
+HandoffCallback = Callable[[HandoffRequest], dict[str, str]]
 
 
 class TurnOutcome(NamedTuple):
@@ -115,9 +128,15 @@ class Agent:
         `deadline` bounds every model call of the turn together (the handler's remaining time).
         """
         voice = _Voice(speak)
+
+        def summary(written: object = None) -> str:
+            if isinstance(written, str) and written.strip():
+                return written.strip()
+            return conversation_summary(history, user_text, channel=self._channel)
+
         escalation = escalation or self._policy.before_turn(user_text, unresolved_attempts)
         if escalation is not None:
-            return self._escalate(voice, escalation, on_handoff, unresolved_attempts)
+            return self._escalate(voice, escalation, on_handoff, unresolved_attempts, summary())
 
         attempts = unresolved_attempts + (1 if self._policy.signals_unresolved(user_text) else 0)
         messages = [ChatMessage(role=t.role, text=t.text) for t in history]
@@ -127,19 +146,22 @@ class Agent:
         except ProviderError as exc:
             log.warning("LLM failed, handing off: %s", exc)
             trouble = Escalation("agent_error", f"The AI agent was unavailable ({exc}).")
-            return self._escalate(voice, trouble, on_handoff, attempts, apology=True)
+            return self._escalate(voice, trouble, on_handoff, attempts, summary(), apology=True)
 
         handoff_call = next((c for c in completion.tool_calls if c.name == HANDOFF_TOOL_NAME), None)
         if handoff_call is not None:
-            return self._llm_handoff(voice, messages, completion, handoff_call, on_handoff, attempts, deadline)
+            written = (handoff_call.arguments or {}).get("summary")
+            return self._llm_handoff(
+                voice, messages, completion, handoff_call, on_handoff, attempts, deadline, summary(written)
+            )
         if completion.unresolved:
             attempts += 1
             if attempts >= 2:
-                return self._escalate(voice, self._policy.unresolved(), on_handoff, attempts)
+                return self._escalate(voice, self._policy.unresolved(), on_handoff, attempts, summary())
         if not completion.text:
             # A model that answers nothing (or only calls unknown tools) cannot be left to strand the customer.
             silent = Escalation("agent_error", "The AI agent produced no answer.")
-            return self._escalate(voice, silent, on_handoff, attempts, apology=True)
+            return self._escalate(voice, silent, on_handoff, attempts, summary(), apology=True)
         if not voice.parts:
             voice.say(completion.text)  # a provider that does not stream
         return TurnOutcome(reply=voice.said, handed_off=False, trigger="", unresolved_attempts=attempts)
@@ -167,10 +189,11 @@ class Agent:
         escalation: Escalation,
         on_handoff: HandoffCallback,
         attempts: int,
+        summary: str,
         *,
         apology: bool = False,
     ) -> TurnOutcome:
-        result = on_handoff(escalation.reason)
+        result = on_handoff(HandoffRequest(escalation.reason, summary, escalation.trigger))
         if result.get("status") != "handoff_initiated":
             voice.say(TRY_AGAIN)
             return TurnOutcome(reply=voice.said, handed_off=False, trigger="", unresolved_attempts=attempts)
@@ -186,11 +209,12 @@ class Agent:
         on_handoff: HandoffCallback,
         attempts: int,
         deadline: Deadline | None,
+        summary: str,
     ) -> TurnOutcome:
         reason = (call.arguments or {}).get("reason")
         if not isinstance(reason, str) or not reason.strip():
             reason = "The AI agent asked for a human without giving a reason."
-        result = on_handoff(reason.strip()[:500])
+        result = on_handoff(HandoffRequest(reason.strip()[:500], summary, "llm"))
         initiated = result.get("status") == "handoff_initiated"
         if completion.text and not voice.parts:
             voice.say(completion.text)  # what a non-streaming model said alongside its tool call

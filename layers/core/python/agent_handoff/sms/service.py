@@ -36,13 +36,14 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 from .. import log_context
-from ..agent.turn import TRY_AGAIN, Agent, TurnOutcome
+from ..agent.turn import TRY_AGAIN, Agent, HandoffRequest, TurnOutcome
 from ..deadline import Deadline
 from ..errors import ConcurrentUpdate, StoreBusy, StoreError, StoreNoAnswer
-from ..handoff import build_payload, tool_result
+from ..handoff import HandoffPayload, bounded_summary, build_payload, tool_result
 from ..masking import mask_phone
-from ..storage.records import Conversation, HandoffRecord, Hold, MessageClaim, Turn, TurnCommit
+from ..storage.records import Conversation, HandoffRecord, Hold, MessageClaim, TranscriptPointer, Turn, TurnCommit
 from ..storage.session_store import SessionStore, conversation_key
+from ..transcript_link import TranscriptLinks
 from .twiml import MAX_SMS_CHARS
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class _Decided(NamedTuple):
     """The agent's answer to one message, kept so that a lost race does not ask the model again."""
 
     outcome: TurnOutcome
-    handoff_reason: str | None  # what the handoff tool was called with, if it was
+    handoff: HandoffRequest | None  # what the handoff tool was called with, if it was
     base_attempts: int  # the unresolved-attempt count the turn started from
 
 
@@ -126,30 +127,40 @@ class SmsService:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        links: TranscriptLinks | None = None,
     ) -> None:
         self._store = store
         self._agent = agent
         self._policy = policy
+        self._links = links
         self._clock = clock
         self._sleep = sleep
 
     def handle(
-        self, message: InboundSms, *, deadline: Deadline | None = None, lease_seconds: int = CLAIM_LEASE_SECONDS
+        self,
+        message: InboundSms,
+        *,
+        deadline: Deadline | None = None,
+        lease_seconds: int = CLAIM_LEASE_SECONDS,
+        transcript_base_url: str = "",
     ) -> SmsReply:
         """Answer one webhook; `deadline` is the runtime's (without one: Twilio's window, on this service's clock).
 
         The model's turn ends in time for the reply to make Twilio's window, whatever the runtime allows.
+        `transcript_base_url`: where the HTTP API serves /handoff/transcript, for a handoff's link.
         """
         if deadline is None:
             deadline = Deadline.after(ANSWER_WITHIN_SECONDS, clock=self._clock)
         answer_by = deadline.within(ANSWER_WITHIN_SECONDS)
         try:
-            return self._handle(message, deadline, answer_by, lease_seconds)
+            return self._handle(message, deadline, answer_by, lease_seconds, transcript_base_url)
         except StoreError as exc:
             log.error("the session store stayed unavailable; the texter gets an apology: %s", exc)
             return SmsReply(text=STORE_DOWN_REPLY, store_unavailable=True)
 
-    def _handle(self, message: InboundSms, deadline: Deadline, answer_by: Deadline, lease_seconds: int) -> SmsReply:
+    def _handle(
+        self, message: InboundSms, deadline: Deadline, answer_by: Deadline, lease_seconds: int, transcript_base_url: str
+    ) -> SmsReply:
         token = uuid.uuid4().hex  # sent again with a retried claim, which then finds itself
         claim = self._patiently(
             lambda: self._store.claim_message(
@@ -165,7 +176,7 @@ class SmsService:
             # The first delivery is still working and will answer it; a second answer would be a duplicate.
             return SmsReply(text=None, duplicate=True)
         try:
-            return self._answer(message, claim.token, deadline, answer_by)
+            return self._answer(message, claim.token, deadline, answer_by, transcript_base_url)
         except BaseException:
             try:
                 self._store.release_message(message.message_sid, claim.token)
@@ -214,7 +225,9 @@ class SmsService:
                     return claim
         return MessageClaim(state="in_progress")
 
-    def _answer(self, message: InboundSms, token: str, deadline: Deadline, answer_by: Deadline) -> SmsReply:
+    def _answer(
+        self, message: InboundSms, token: str, deadline: Deadline, answer_by: Deadline, transcript_base_url: str = ""
+    ) -> SmsReply:
         key = conversation_key(CHANNEL, message.customer, message.agent_number)
         turn_deadline = answer_by.within(answer_by.remaining() - COMMIT_RESERVE_SECONDS)
         decided: _Decided | None = None
@@ -230,7 +243,9 @@ class SmsService:
                     decided = self._decide(conversation, message, turn_deadline)
                 # Room for the notice before the reply, so that what is sent is what history keeps.
                 room = MAX_SMS_CHARS - (len(notice) + len(NOTICE_GAP) if notice else 0)
-                commit, reply = self._agent_turn(conversation, message, token, decided, now, room=max(room, 0))
+                commit, reply = self._agent_turn(
+                    conversation, message, token, decided, now, transcript_base_url, room=max(room, 0)
+                )
             if notice and reply.text:
                 # The hold ended because its handoff failed: this reply says first that nobody is coming.
                 reply = reply._replace(text=f"{notice}{NOTICE_GAP}{reply.text}"[:MAX_SMS_CHARS])
@@ -297,10 +312,10 @@ class SmsService:
         return claim.state == "done"
 
     def _decide(self, conversation: Conversation, message: InboundSms, deadline: Deadline) -> _Decided:
-        reasons: list[str] = []
+        requests: list[HandoffRequest] = []
 
-        def on_handoff(reason: str) -> dict[str, str]:
-            reasons[:] = [reason]
+        def on_handoff(request: HandoffRequest) -> dict[str, str]:
+            requests[:] = [request]
             # Initiated, because the record is committed with the reply or the reply is never sent.
             return tool_result(CHANNEL)
 
@@ -311,7 +326,7 @@ class SmsService:
             on_handoff=on_handoff,
             deadline=deadline,
         )
-        return _Decided(outcome, reasons[0] if reasons else None, conversation.unresolved_attempts)
+        return _Decided(outcome, requests[0] if requests else None, conversation.unresolved_attempts)
 
     def _held_turn(self, conversation: Conversation, message: InboundSms, token: str) -> tuple[TurnCommit, SmsReply]:
         held = conversation.with_turns(Turn("user", message.body), limit=self._policy.history_limit)
@@ -326,6 +341,7 @@ class SmsService:
         token: str,
         decided: _Decided,
         now: int,
+        transcript_base_url: str,
         *,
         room: int = MAX_SMS_CHARS,
     ) -> tuple[TurnCommit, SmsReply]:
@@ -343,13 +359,18 @@ class SmsService:
         updated = conversation.with_turns(
             Turn("user", message.body), Turn("assistant", text), limit=self._policy.history_limit
         )._replace(unresolved_attempts=attempts)
-        handoff = None
-        if outcome.handed_off and decided.handoff_reason is not None:
+        handoff = transcript = None
+        if outcome.handed_off and decided.handoff is not None:
+            link = ""
+            if self._links is not None:
+                link = self._links.url(conversation.conversation_id, base_url=transcript_base_url, now=now)
             payload = build_payload(
                 conversation_id=conversation.conversation_id,
-                reason=decided.handoff_reason,
+                reason=decided.handoff.reason,
                 routing_attributes=self._policy.routing_attributes,
                 store_id=self._policy.memory_store_id,
+                summary=decided.handoff.summary,
+                transcript_url=link,
             )
             handoff = HandoffRecord(
                 handoff_id=f"sms-{message.message_sid}",
@@ -362,6 +383,8 @@ class SmsService:
             updated = updated._replace(
                 hold=Hold(handoff_id=handoff.handoff_id, reason=outcome.trigger, until=now + self._policy.hold_seconds),
             )
+            if "transcriptUrl" in payload.attributes:
+                transcript = self._pointer(conversation, payload, decided.handoff, now)
             log.info(
                 "handing off conversation %s for %s (trigger %s)",
                 conversation.conversation_id,
@@ -369,7 +392,12 @@ class SmsService:
                 outcome.trigger,
             )
         commit = TurnCommit(
-            conversation=updated, message_sid=message.message_sid, claim_token=token, reply=text, handoff=handoff
+            conversation=updated,
+            message_sid=message.message_sid,
+            claim_token=token,
+            reply=text,
+            handoff=handoff,
+            transcript=transcript,
         )
         return commit, SmsReply(
             text=text,
@@ -377,6 +405,22 @@ class SmsService:
             handoff_id=handoff.handoff_id if handoff else "",
             trigger=outcome.trigger if handoff else "",
             conversation_id=conversation.conversation_id,
+        )
+
+    def _pointer(
+        self, conversation: Conversation, payload: HandoffPayload, request: HandoffRequest, now: int
+    ) -> TranscriptPointer:
+        """What the payload's transcript link reads, committed with the handoff."""
+        return TranscriptPointer(
+            conversation_id=conversation.conversation_id,
+            target_key=conversation.key,
+            channel=CHANNEL.lower(),
+            trigger=request.trigger,
+            reason=payload.attributes["reason"],  # as sent: cleaned and bounded
+            summary=bounded_summary(request.summary),  # whole: the page has no Flex limit
+            handed_off_at=now,
+            # As long as the conversation item lives (see SessionStore._conversation_put).
+            expires_at=now + max(self._policy.session_ttl_seconds, self._policy.hold_seconds),
         )
 
     @staticmethod

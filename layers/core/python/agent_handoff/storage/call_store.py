@@ -5,6 +5,7 @@
 - `CONN#{connId}`    the binding a WebSocket connection presented at `$connect`, and once its
                      `setup` matched it, which call it carries (frames only know the connection)
 - `BIND#{hash}`      which connection owns a voice socket binding: the first to present it
+- `TRANSCRIPT#{conversationId}`  written with the call's handoff, for its transcript link (transcripts.py)
 
 While a call's handoff is `pending` (stored, its `end` not yet posted) the call carries
 `promise = "voice_end"` and `promiseDue` (epoch seconds): the sparse PromisesIndex lists what
@@ -22,7 +23,8 @@ from typing import Any, Literal, NamedTuple
 
 from ..errors import ConcurrentUpdate
 from .dynamo import DynamoTable, TransactionCancelled, history_attribute, history_from, n, plain_item, s
-from .records import Turn
+from .records import TranscriptPointer, Turn
+from .transcripts import pointer_put
 
 CALL_TTL_SECONDS = 24 * 3600  # calls end within hours; the record outlives them for support
 CONNECTION_TTL_SECONDS = 3 * 3600  # API Gateway closes a WebSocket after 2 hours
@@ -279,9 +281,9 @@ class CallStore(DynamoTable):
                 return None
             history = list(call.history)
             if history and history[-1].role == "assistant":
-                history[-1] = Turn("assistant", heard)
+                history[-1] = Turn("assistant", heard, interrupted=True)
             elif heard:
-                history.append(Turn("assistant", heard))
+                history.append(Turn("assistant", heard, interrupted=True))
             try:
                 self._update(
                     call_key(call_sid),
@@ -295,24 +297,50 @@ class CallStore(DynamoTable):
             return call.turn + 1
         return None
 
-    def store_handoff(self, call_sid: str, *, payload_json: str, reason: str, due: int) -> bool:
-        """The voice handoff tool: keep the payload for the `end` message, owed by `due`. First decision wins."""
+    def store_handoff(
+        self,
+        call_sid: str,
+        *,
+        payload_json: str,
+        reason: str,
+        due: int,
+        transcript: TranscriptPointer | None = None,
+    ) -> bool:
+        """The voice handoff tool: keep the payload for the `end` message, owed by `due`. First decision wins.
+
+        With `transcript`, its link's pointer is written in the same transaction, or not at all."""
+        update = self._request(
+            call_key(call_sid),
+            update="SET handoffPayload = :payload, handoffState = :pending, handoffReason = :reason, "
+            "promise = :promise, promiseDue = :due",
+            condition="attribute_exists(pk) AND attribute_not_exists(handoffState)",
+            values={
+                ":payload": payload_json,
+                ":pending": "pending",
+                ":reason": reason,
+                ":promise": VOICE_END,
+                ":due": due,
+            },
+        )
+        if transcript is None:
+            try:
+                self._call("update_item", **update)
+            except ConcurrentUpdate:
+                return False
+            return True
+        return self._transact_or_refused(update, transcript)
+
+    def _transact_or_refused(self, update: dict[str, Any], transcript: TranscriptPointer) -> bool:
+        """The call's update and the transcript pointer together; False if the update's condition failed."""
         try:
-            self._update(
-                call_key(call_sid),
-                "SET handoffPayload = :payload, handoffState = :pending, handoffReason = :reason, "
-                "promise = :promise, promiseDue = :due",
-                condition="attribute_exists(pk) AND attribute_not_exists(handoffState)",
-                values={
-                    ":payload": payload_json,
-                    ":pending": "pending",
-                    ":reason": reason,
-                    ":promise": VOICE_END,
-                    ":due": due,
-                },
+            self._call(
+                "transact_write_items",
+                TransactItems=[{"Update": update}, {"Put": pointer_put(self._table, transcript)}],
             )
-        except ConcurrentUpdate:
-            return False
+        except TransactionCancelled as exc:
+            if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+                return False
+            raise
         return True
 
     def claim_end(self, call_sid: str, *, connection_id: str, owner: str, now_ms: int, lease_ms: int) -> EndClaim:
@@ -389,10 +417,13 @@ class CallStore(DynamoTable):
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return found[:limit]
 
-    def mark_routed(self, call_sid: str, *, payload_json: str, target: str, now: int) -> None:
-        self._update(
+    def mark_routed(
+        self, call_sid: str, *, payload_json: str, target: str, now: int, transcript: TranscriptPointer | None = None
+    ) -> None:
+        """The call went to a person; `transcript`: the pointer of a payload built here, written with it."""
+        update = self._request(
             call_key(call_sid),
-            "SET handoffState = :routed, handoffPayload = :payload, routedTo = :target, "
+            update="SET handoffState = :routed, handoffPayload = :payload, routedTo = :target, "
             f"routedAt = :now, #status = :status REMOVE {_END_FIELDS}",
             values={
                 ":routed": "routed",
@@ -402,6 +433,10 @@ class CallStore(DynamoTable):
                 ":status": "handed_off",
             },
         )
+        if transcript is None:
+            self._call("update_item", **update)
+        else:
+            self._transact_or_refused(update, transcript)
 
     def count_reconnect(self, call_sid: str) -> int:
         response = self._update(

@@ -96,12 +96,12 @@ def history_attribute(turns: Iterable[Turn], *, max_bytes: int = HISTORY_MAX_BYT
     kept: list[dict[str, Any]] = []
     size = 3
     for turn in reversed(tuple(turns)):
-        element = {"M": {"role": s(turn.role), "text": s(turn.text)}}
+        element = _turn_element(turn, turn.text)
         cost = 1 + attribute_size(element)
         if size + cost > max_bytes:
             if not kept:
                 room = max(0, max_bytes - size - (cost - len(turn.text.encode())))
-                kept.append({"M": {"role": s(turn.role), "text": s(_cut(turn.text, room))}})
+                kept.append(_turn_element(turn, _cut(turn.text, room)))
             break
         kept.append(element)
         size += cost
@@ -109,13 +109,20 @@ def history_attribute(turns: Iterable[Turn], *, max_bytes: int = HISTORY_MAX_BYT
     return {"L": kept}
 
 
+def _turn_element(turn: Turn, text: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {"role": s(turn.role), "text": s(text)}
+    if turn.interrupted:
+        fields["interrupted"] = {"BOOL": True}
+    return {"M": fields}
+
+
 def _cut(text: str, max_bytes: int) -> str:
     """`text` cut to at most `max_bytes` of UTF-8, never inside a character."""
     return text.encode()[:max_bytes].decode("utf-8", "ignore")
 
 
-def history_from(items: Iterable[Mapping[str, str]]) -> tuple[Turn, ...]:
-    return tuple(Turn(role=t["role"], text=t["text"]) for t in items)  # type: ignore[arg-type]
+def history_from(items: Iterable[Mapping[str, Any]]) -> tuple[Turn, ...]:
+    return tuple(Turn(role=t["role"], text=t["text"], interrupted=bool(t.get("interrupted"))) for t in items)  # type: ignore[arg-type]
 
 
 def _plain(attr: Mapping[str, Any]) -> Any:

@@ -15,6 +15,8 @@ HandoffStatus = Literal["pending", "dispatching", "delivered", "failed", "redriv
 class Turn(NamedTuple):
     role: Role
     text: str
+    # A voice reply the caller talked over: `text` is what they heard of it.
+    interrupted: bool = False
 
 
 class Hold(NamedTuple):
@@ -113,6 +115,19 @@ class MessageClaim(NamedTuple):
     lease_until: int = 0
 
 
+class TranscriptPointer(NamedTuple):
+    """Written with a handoff: where its conversation's turns live and what the human was told."""
+
+    conversation_id: str
+    target_key: str
+    channel: str  # sms | voice
+    trigger: str
+    reason: str
+    summary: str
+    handed_off_at: int
+    expires_at: int
+
+
 class TurnCommit(NamedTuple):
     """Everything one SMS turn writes, in one transaction: nothing can be half-done."""
 
@@ -121,3 +136,4 @@ class TurnCommit(NamedTuple):
     claim_token: str
     reply: str | None
     handoff: HandoffRecord | None = None
+    transcript: TranscriptPointer | None = None  # with a handoff: what its transcript link reads

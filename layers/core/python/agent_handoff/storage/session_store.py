@@ -5,6 +5,7 @@ One table, one string key `pk`, items told apart by `kind`:
 - `CONV#...`      a conversation: history, escalation counters, the handoff hold, `version`
 - `MSG#{sid}`     a webhook claim and its reply, for deduplication of Twilio retries
 - `HANDOFF#{id}`  a handoff record; its INSERT on the table's stream is the dispatch outbox
+- `TRANSCRIPT#{conversationId}`  written with a handoff, for its transcript link (transcripts.py)
 - `STUDIO#{flow}#{customer}#{agent}`  the last Studio execution started for that contact
 
 A handoff record owes its customer something until it is delivered, or failed with its hold
@@ -25,6 +26,7 @@ from typing import Any
 from ..errors import ConcurrentUpdate, StoreBusy, StoreError
 from .dynamo import DynamoTable, TransactionCancelled, history_attribute, history_from, n, plain_item, s
 from .records import Conversation, HandoffRecord, Hold, MessageClaim, StudioContact, TurnCommit
+from .transcripts import pointer_put
 
 MESSAGE_TTL_SECONDS = 3 * 24 * 3600
 # Claims written before they carried `leaseUntil` count as held for this long after `claimedAt`.
@@ -185,6 +187,8 @@ class SessionStore(DynamoTable):
         ]
         if commit.handoff is not None:
             items.append({"Put": self._handoff_put(commit.handoff, now=now)})
+        if commit.transcript is not None:
+            items.append({"Put": pointer_put(self._table, commit.transcript)})
         try:
             self._call("transact_write_items", TransactItems=items, ClientRequestToken=request_token(items, attempt))
         except TransactionCancelled as exc:

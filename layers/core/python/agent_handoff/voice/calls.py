@@ -17,9 +17,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..handoff import HandoffPayload, InvalidPayload, build_payload
+from ..agent.summary import conversation_summary
+from ..handoff import HandoffPayload, InvalidPayload, bounded_summary, build_payload
 from ..masking import mask_phone
-from ..storage.call_store import CallSession, CallStore
+from ..storage.call_store import CALL_TTL_SECONDS, CallSession, CallStore, call_key
+from ..storage.records import TranscriptPointer
+from ..transcript_link import TranscriptLinks
 from . import twiml as voice_twiml
 from .binding import RelayBindings
 
@@ -55,6 +58,7 @@ class SessionEnd:
     handoff_data: str | None
     error_code: str
     action_url: str
+    transcript_base_url: str = ""  # where GET /handoff/transcript is served, for a payload built here
 
 
 class VoiceCalls:
@@ -65,11 +69,13 @@ class VoiceCalls:
         bindings: RelayBindings,
         *,
         clock: Callable[[], float] = time.time,
+        links: TranscriptLinks | None = None,
     ) -> None:
         self._calls = calls
         self._routing = routing
         self._bindings = bindings
         self._clock = clock
+        self._links = links
 
     def answer(
         self, *, call_sid: str, caller: str, agent_number: str, action_url: str, return_flow_sid: str = ""
@@ -120,6 +126,10 @@ class VoiceCalls:
         payload = self._handoff_payload(end, call)
         if payload is not None:
             return self._route(end.call_sid, call, payload, now=now)
+        if end.handoff_data:
+            # HandoffData that is not a payload, and none stored: the agent did hand off.
+            fresh, pointer = self._payload(call, "The AI agent handed off the call.", "agent_handoff", end, now)
+            return self._route(end.call_sid, call, fresh, now=now, transcript=pointer)
         if end.session_status == "ended":
             # The agent ended the session without a handoff: nothing is owed but a goodbye.
             return Routing(voice_twiml.say_and_hang_up(GOODBYE, self._routing.relay.language))
@@ -138,7 +148,8 @@ class VoiceCalls:
                 )
             )
         reason = f"The voice connection to the AI agent failed ({end.error_code or 'unknown error'})."
-        return self._route(end.call_sid, call, self._payload(call, reason), now=now)
+        fresh, pointer = self._payload(call, reason, "connection_failed", end, now)
+        return self._route(end.call_sid, call, fresh, now=now, transcript=pointer)
 
     def _handoff_payload(self, end: SessionEnd, call: CallSession | None) -> HandoffPayload | None:
         if end.handoff_data:
@@ -148,12 +159,17 @@ class VoiceCalls:
                 log.warning("call %s: HandoffData is not a HandoffPayload; using the stored handoff", end.call_sid)
         if call is not None and call.handoff_payload and call.handoff_state in ("pending", "end_sent", "routed"):
             return HandoffPayload.from_json(call.handoff_payload)
-        if end.handoff_data:
-            return self._payload(call, "The AI agent handed off the call.")
         return None
 
     def _route(
-        self, call_sid: str, call: CallSession | None, payload: HandoffPayload, *, now: int, return_flow_sid: str = ""
+        self,
+        call_sid: str,
+        call: CallSession | None,
+        payload: HandoffPayload,
+        *,
+        now: int,
+        return_flow_sid: str = "",
+        transcript: TranscriptPointer | None = None,
     ) -> Routing:
         routing = self._routing
         return_flow_sid = return_flow_sid or (call.return_flow_sid if call is not None else "")
@@ -175,14 +191,36 @@ class VoiceCalls:
         else:
             log.error("call %s needs a person but no handoff target is configured", call_sid)
             return Routing(voice_twiml.say_and_hang_up(NOBODY_AVAILABLE, routing.relay.language))
-        self._calls.mark_routed(call_sid, payload_json=payload.to_json(), target=target, now=now)
+        self._calls.mark_routed(call_sid, payload_json=payload.to_json(), target=target, now=now, transcript=transcript)
         log.info("call %s routed to a person via %s", call_sid, target)
         return Routing(twiml, target)
 
-    def _payload(self, call: CallSession | None, reason: str) -> HandoffPayload:
-        return build_payload(
-            conversation_id=call.conversation_id if call else "",
+    def _payload(
+        self, call: CallSession | None, reason: str, trigger: str, end: SessionEnd, now: int
+    ) -> tuple[HandoffPayload, TranscriptPointer | None]:
+        """A payload built here, when the relay stored none, and the pointer its transcript link reads."""
+        conversation_id = call.conversation_id if call else ""
+        summary = conversation_summary(call.history, channel="VOICE") if call else ""
+        link = ""
+        if self._links is not None and call is not None:
+            link = self._links.url(conversation_id, base_url=end.transcript_base_url, now=now)
+        payload = build_payload(
+            conversation_id=conversation_id,
             reason=reason,
             routing_attributes=self._routing.routing_attributes,
             store_id=self._routing.memory_store_id,
+            summary=summary,
+            transcript_url=link,
+        )
+        if call is None or "transcriptUrl" not in payload.attributes:
+            return payload, None
+        return payload, TranscriptPointer(
+            conversation_id=conversation_id,
+            target_key=call_key(call.call_sid),
+            channel="voice",
+            trigger=trigger,
+            reason=payload.attributes["reason"],
+            summary=bounded_summary(summary),
+            handed_off_at=now,
+            expires_at=now + CALL_TTL_SECONDS,
         )

@@ -25,14 +25,16 @@ from typing import Any, NamedTuple
 
 from .. import log_context
 from ..agent.policy import Escalation
-from ..agent.turn import AGENT_TROUBLE, Agent
+from ..agent.summary import conversation_summary
+from ..agent.turn import AGENT_TROUBLE, Agent, HandoffRequest
 from ..deadline import Deadline
 from ..errors import ConcurrentUpdate, StoreError
-from ..handoff import build_payload, tool_result
+from ..handoff import HandoffPayload, bounded_summary, build_payload, tool_result
 from ..masking import mask_phone
 from ..signing import InvalidToken
-from ..storage.call_store import CallSession, CallStore
-from ..storage.records import Turn
+from ..storage.call_store import CALL_TTL_SECONDS, CallSession, CallStore, call_key
+from ..storage.records import TranscriptPointer, Turn
+from ..transcript_link import TranscriptLinks
 from .binding import PARAMETER as BINDING_PARAMETER
 from .binding import RelayBindings, binding_id
 from .promises import EndOutcome, EndPromises, FrameSender
@@ -78,6 +80,7 @@ class RelayPolicy(NamedTuple):
     routing_attributes: dict
     memory_store_id: str
     history_limit: int
+    transcript_base_url: str = ""  # where GET /handoff/transcript is served, for the handoff's link
 
 
 class _TurnOverran(Exception):
@@ -92,11 +95,13 @@ class VoiceRelay:
         policy: RelayPolicy,
         bindings: RelayBindings,
         promises: EndPromises | None = None,
+        links: TranscriptLinks | None = None,
     ) -> None:
         self._calls = calls
         self._agent = agent
         self._policy = policy
         self._bindings = bindings
+        self._links = links
         self._promises = promises or EndPromises(calls)
         # connection -> call is fixed for a connection's life; a warm container skips the lookup.
         self._call_of: OrderedDict[str, str] = OrderedDict()
@@ -226,11 +231,11 @@ class VoiceRelay:
         except _TurnOverran:
             log.error("voice turn on call %s ran out of time; handing the caller to a person", call_sid)
             trigger = "agent_timeout"
-            end = self._fallback(call, connection_id, sender, deadline, OVERRAN_REASON)
+            end = self._fallback(call, connection_id, sender, deadline, OVERRAN_REASON, trigger)
         except Exception:
             log.exception("voice turn failed on call %s; handing the caller to a person", call_sid)
             trigger = "agent_error"
-            end = self._fallback(call, connection_id, sender, deadline, TROUBLE_REASON)
+            end = self._fallback(call, connection_id, sender, deadline, TROUBLE_REASON, trigger)
         return FrameResult("prompt", call_sid, trigger, end)
 
     def _on_other(
@@ -306,14 +311,18 @@ class VoiceRelay:
         """Returns the trigger of the handoff this turn made (or "") and what became of its `end`."""
         call_sid = call.call_sid
 
-        def on_handoff(reason: str) -> dict[str, str]:
+        def on_handoff(request: HandoffRequest) -> dict[str, str]:
             if abandoned.is_set():
                 return tool_result(CHANNEL, error="the turn ran out of time")
-            payload = self._payload(call.conversation_id, reason)
+            payload = self._payload(call.conversation_id, request.reason, request.summary)
             # The payload's reason, not the model's: it has had card numbers redacted and been bounded.
             stored_reason = payload.attributes["reason"]
             if self._calls.store_handoff(
-                call_sid, payload_json=payload.to_json(), reason=stored_reason, due=_due(deadline)
+                call_sid,
+                payload_json=payload.to_json(),
+                reason=stored_reason,
+                due=_due(deadline),
+                transcript=self._pointer(call, payload, request),
             ):
                 return tool_result(CHANNEL)
             return tool_result(CHANNEL, error="a handoff is already under way for this call")
@@ -353,12 +362,18 @@ class VoiceRelay:
         sender: FrameSender,
         deadline: Deadline | None,
         reason: str,
+        trigger: str,
     ) -> str:
         """Apologise, store a handoff and send its `end`: what a turn that failed or ran out of time owes."""
-        payload = self._payload(call.conversation_id, reason)
+        request = HandoffRequest(reason, conversation_summary(call.history, channel=CHANNEL), trigger)
+        payload = self._payload(call.conversation_id, reason, request.summary)
         try:
             stored = self._calls.store_handoff(
-                call.call_sid, payload_json=payload.to_json(), reason=payload.attributes["reason"], due=_due(None)
+                call.call_sid,
+                payload_json=payload.to_json(),
+                reason=payload.attributes["reason"],
+                due=_due(None),
+                transcript=self._pointer(call, payload, request),
             )
         except StoreError:
             # The store is down: the caller still hears why and gets an `end` built here.
@@ -373,12 +388,34 @@ class VoiceRelay:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _payload(self, conversation_id: str, reason: str):
+    def _payload(self, conversation_id: str, reason: str, summary: str) -> HandoffPayload:
+        link = ""
+        if self._links is not None:
+            link = self._links.url(conversation_id, base_url=self._policy.transcript_base_url, now=time.time())
         return build_payload(
             conversation_id=conversation_id,
             reason=reason,
             routing_attributes=self._policy.routing_attributes,
             store_id=self._policy.memory_store_id,
+            summary=summary,
+            transcript_url=link,
+        )
+
+    @staticmethod
+    def _pointer(call: CallSession, payload: HandoffPayload, request: HandoffRequest) -> TranscriptPointer | None:
+        """What the payload's transcript link reads, written with the handoff; none without a link."""
+        if "transcriptUrl" not in payload.attributes:
+            return None
+        now = int(time.time())
+        return TranscriptPointer(
+            conversation_id=call.conversation_id,
+            target_key=call_key(call.call_sid),
+            channel="voice",
+            trigger=request.trigger,
+            reason=payload.attributes["reason"],
+            summary=bounded_summary(request.summary),
+            handed_off_at=now,
+            expires_at=now + CALL_TTL_SECONDS,  # as long as the call item (bound at setup for as long)
         )
 
     def _call_sid(self, connection_id: str, deadline: Deadline | None, *, wait: bool = True) -> str | None:
