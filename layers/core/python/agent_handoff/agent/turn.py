@@ -35,6 +35,9 @@ DEFAULT_SYSTEM_PROMPT = (
 _STYLE = {"SMS": "one or two sentences, no markdown", "VOICE": "spoken sentences, no lists, no markdown, no emoji"}
 AGENT_TROUBLE = "I'm sorry, I'm having trouble answering right now."
 TRY_AGAIN = f"{AGENT_TROUBLE} Please try again in a few minutes."
+# What the model sees of a message with no text (an MMS with only a picture): a conversation must
+# end with the customer's turn, and an empty text is no turn at all to Bedrock.
+EMPTY_MESSAGE = "(no text)"
 
 Speak = Callable[[str], None]
 
@@ -137,7 +140,7 @@ class Agent:
 
         attempts = unresolved_attempts + (1 if self._policy.signals_unresolved(user_text) else 0)
         messages = [ChatMessage(role=t.role, text=t.text) for t in history]
-        messages.append(ChatMessage(role="user", text=user_text))
+        messages.append(ChatMessage(role="user", text=user_text if user_text.strip() else EMPTY_MESSAGE))
         try:
             completion = self._ask(voice, messages, [HANDOFF_TOOL], deadline)
         except ProviderError as exc:

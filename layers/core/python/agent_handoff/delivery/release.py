@@ -7,7 +7,9 @@ plugin can send a bearer token.
 
 Releasing also ends the Studio execution the handoff started (best effort, and said in the
 answer): Studio keeps one active execution per contact, and a released one left active would
-hold the contact, so the customer's next handoff would reach nobody.
+hold the contact, so the customer's next handoff would reach nobody. A handoff not delivered
+yet is marked released instead: its dispatcher then posts nothing, or ends the execution it
+has just started (whichever of the two writes comes second sees the other).
 """
 
 from __future__ import annotations
@@ -126,7 +128,15 @@ class Releaser:
         if hold is None:
             return ReleaseOutcome(False)
         record = self._store.get_handoff(hold.handoff_id)
-        if record is None or not record.execution_sid:
+        while record is not None and record.status == "redriven" and record.redriven_as:
+            record = self._store.get_handoff(record.redriven_as)  # the copy that delivers it
+        if record is None:
+            return ReleaseOutcome(True, hold.handoff_id)
+        if not record.execution_sid and record.undelivered:
+            record, marked = self._store.mark_released(record.handoff_id, now=int(self._clock()))
+            if marked or record is None or not record.execution_sid:
+                return ReleaseOutcome(True, hold.handoff_id, detail="not delivered yet: it will not be")
+        if not record.execution_sid:
             return ReleaseOutcome(True, hold.handoff_id)
         sid = record.execution_sid
         # The hold is released whatever happens next; ending the execution is best effort, and a
@@ -134,7 +144,7 @@ class Releaser:
         end = self._studio.end_execution(flow_sid=self._flow_sid, execution_sid=sid, deadline=deadline)
         now = int(self._clock())
         try:
-            self._store.note_execution_end(hold.handoff_id, ended=end.ended, detail=end.detail, now=now)
+            self._store.note_execution_end(record.handoff_id, ended=end.ended, detail=end.detail, now=now)
             if end.ended:
                 self._store.mark_execution_ended(
                     flow_sid=self._flow_sid, customer=record.to, agent_number=record.from_, execution_sid=sid, now=now

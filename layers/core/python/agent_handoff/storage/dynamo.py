@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..errors import ConcurrentUpdate, StoreBusy, StoreError
+from ..errors import ConcurrentUpdate, StoreBusy, StoreError, StoreNoAnswer
 from .records import Turn
 
 
@@ -168,6 +168,12 @@ BUSY_CODES = frozenset(
 BUSY_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
+# Failures with no answer from DynamoDB, by class name (botocore's HTTPClientError covers read
+# timeouts and closed connections; its ConnectionError, refused or timed-out connects), so that
+# this module need not import botocore.
+NO_ANSWER = frozenset({"HTTPClientError", "ConnectionError", "TimeoutError"})
+
+
 class TransactionCancelled(StoreError):
     def __init__(self, reasons: list[str | None]) -> None:
         super().__init__("transaction cancelled")
@@ -235,8 +241,8 @@ class DynamoTable:
                 raise StoreBusy(f"DynamoDB {operation} failed: {code}") from exc
             if code:
                 raise StoreError(f"DynamoDB {operation} failed: {code}") from exc
-            if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.startswith(
-                ("botocore", "urllib3")
-            ):
+            if any(kind.__name__ in NO_ANSWER for kind in type(exc).__mro__):
+                raise StoreNoAnswer(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
+            if type(exc).__module__.startswith(("botocore", "urllib3")):
                 raise StoreError(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
             raise
