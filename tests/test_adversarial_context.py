@@ -1,0 +1,142 @@
+"""Adversarial review of issue 15 (summary, signed transcript link, Flex mapping, local desk).
+
+Each test states a promise of the issue or README ("What the human sees", "Security") and shows it broken.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from agent_handoff import wiring
+from conftest import load_handler
+from devtools.samples import sample
+from devtools.samples.events import DEFAULT_HOST, http_api_event, sms_params
+from streams import Outbox
+
+sms_app = load_handler("inbound_sms")
+dispatch_app = load_handler("handoff_dispatch")
+CUSTOMER = "+14155550123"
+
+# A customer message of 147 characters whose card number straddles the built summary's 140-character quote cut.
+CARD = "4111 1111 1111 1111"  # Luhn-valid (Visa test PAN)
+CARD_MESSAGE = (
+    "I was charged twice for one order last week and nobody answered my emails, "
+    "please put me through to a person, my card is " + CARD + " thanks"
+)
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def _longest_card_prefix_in(text: str) -> int:
+    """How many leading digits of CARD appear, in order and grouped as written, in `text`."""
+    pan = _digits(CARD)
+    best = 0
+    for run in re.findall(r"\d[\d \-]*\d|\d", text):
+        digits = _digits(run)
+        for start in range(len(digits)):
+            n = 0
+            while start + n < len(digits) and n < len(pan) and digits[start + n] == pan[n]:
+                n += 1
+            best = max(best, n)
+    return best
+
+
+def test_sms_built_summary_sends_twelve_digits_of_a_card_number_to_studio(aws, studio, lambda_context):
+    """README: summary is 'cut at a word, card numbers removed'; Twilio: handoffData carries no PCI data.
+
+    The deterministic summary quotes each customer message shortened to 140 characters *before* the
+    card-number redaction runs over the whole summary: the cut lands inside the PAN, leaving a
+    12-digit stub that no longer passes Luhn, so it is never redacted and Studio/Flex receive it.
+    """
+    assert len(CARD_MESSAGE) > 140 and CARD_MESSAGE.index(CARD) < 139 < CARD_MESSAGE.index(CARD) + len(CARD)
+    params = sms_params(account_sid=sample.ACCOUNT_SID, body=CARD_MESSAGE, customer=CUSTOMER, agent=sample.AGENT_NUMBER)
+    response = sms_app.handler(http_api_event("/sms", params, auth_token=sample.AUTH_TOKEN), lambda_context)
+    assert response["statusCode"] == 200
+
+    outbox = Outbox(aws.dynamodb)
+    while (event := outbox.next_event()) is not None:
+        dispatch_app.handler(event, lambda_context)
+    (execution,) = studio.created
+    summary = execution.handoff_data["attributes"]["summary"]
+
+    # What Studio (and so the Flex task) was given: the first 12 digits of the card, as the customer wrote them.
+    assert _longest_card_prefix_in(summary) < 7, f"card digits reached Studio in the summary: {summary!r}"
+
+
+def test_voice_end_message_handoff_data_carries_twelve_digits_of_a_card_number(voice_call, monkeypatch):
+    """TWILIO.md: ConversationRelay's handoffData must not carry card data (PCI). The caller said their card
+    and asked for a person: the `end` frame's handoffData summary holds the first 12 digits of the PAN."""
+    monkeypatch.setenv("TRANSCRIPT_BASE_URL", f"https://{DEFAULT_HOST}")
+    wiring.reset()
+    call = voice_call()
+    assert call.dial()["statusCode"] == 200 and call.connect() == 200 and call.setup() == []
+
+    call.say(CARD_MESSAGE)
+
+    end = call.end_message
+    assert end is not None, "the caller asked for a person: an end frame is owed"
+    summary = json.loads(end["handoffData"])["attributes"]["summary"]
+    assert _longest_card_prefix_in(summary) < 7, f"card digits in the end frame's handoffData: {summary!r}"
+
+
+# -- the local desk ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_stack():
+    import os
+
+    from devtools.local.stack import PASS_THROUGH, LocalStack
+
+    environ = {k: v for k, v in os.environ.items() if k not in PASS_THROUGH}
+    with LocalStack(port=0, log_level="WARNING", environ=environ) as running:
+        yield running
+
+
+def _get(stack_url: str, path: str, host: str) -> tuple[int, str]:
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(stack_url)
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    connection.request("GET", path, headers={"Host": host})
+    answer = connection.getresponse()
+    return answer.status, answer.read().decode()
+
+
+def test_the_desk_and_its_release_token_answer_a_dns_rebound_foreign_origin(local_stack):
+    """README: the desk answers 'this machine only' (it embeds HANDOFF_RELEASE_TOKEN and /desk/handoffs gives
+    customers' full numbers). The gateway checks only the peer address and proxy headers, never the Host:
+    a web page the developer visits (attacker.example, DNS-rebound to 127.0.0.1) is served the desk, the
+    release token and every customer's number, and can then release holds with POST /handoff/release."""
+    io_text(local_stack, "+14155550177", "I want to talk to a person")
+    assert any(r.to == "+14155550177" for r in local_stack.studio.created)  # a handoff is on the desk
+
+    status, page = _get(local_stack.url, "/desk", "attacker.example:3000")
+    data_status, data = _get(local_stack.url, "/desk/handoffs", "attacker.example:3000")
+
+    leaked = local_stack.env["HANDOFF_RELEASE_TOKEN"] in page or "+14155550177" in data
+    assert not leaked, f"desk served to Host attacker.example: {status}/{data_status}, token or full number included"
+
+
+def io_text(stack, customer: str, *lines: str) -> str:
+    import io
+
+    from devtools.phones import sms as sms_phone
+
+    out = io.StringIO()
+    sms_phone.converse_remote(
+        [line + "\n" for line in lines],
+        out,
+        url=stack.url,
+        customer=customer,
+        prompt=False,
+        account_sid=sample.ACCOUNT_SID,
+        auth_token=sample.AUTH_TOKEN,
+    )
+    return out.getvalue()
