@@ -140,3 +140,109 @@ def io_text(stack, customer: str, *lines: str) -> str:
         auth_token=sample.AUTH_TOKEN,
     )
     return out.getvalue()
+
+
+# -- Release on the desk: the row names a customer, not a handoff ---------------------------------
+
+
+def test_a_desk_release_meant_for_one_handoff_releases_the_customers_next_one(aws, studio, lambda_context):
+    """Issue: the desk 'has a Release button that calls the real /handoff/release' and 'Release gives the
+    conversation back to the AI'. A desk row's Release posts only {customer, agentNumber}: the endpoint
+    lifts whatever hold that customer has *now* and ends *its* Studio execution. A Release for handoff H1
+    (a stale desk row, a double click retried by the browser, or Studio/Flex ending H1's task late) that
+    arrives after the customer handed off again releases H2: the AI talks to a customer who is waiting for a
+    person, and H2's Studio execution (the new human's) is ended."""
+    from devtools.local.desk import Desk
+
+    release_app = load_handler("handoff_release")
+    outbox = Outbox(aws.dynamodb)
+
+    def text(body):
+        params = sms_params(account_sid=sample.ACCOUNT_SID, body=body, customer=CUSTOMER, agent=sample.AGENT_NUMBER)
+        return sms_app.handler(http_api_event("/sms", params, auth_token=sample.AUTH_TOKEN), lambda_context)["body"]
+
+    def deliver():
+        while (event := outbox.next_event()) is not None:
+            dispatch_app.handler(event, lambda_context)
+
+    def release(body):
+        event = http_api_event(
+            "/handoff/release", {}, auth_token=None, content_type="application/json", body=json.dumps(body)
+        )
+        event["headers"]["authorization"] = f"Bearer {sample.RELEASE_TOKEN}"
+        return json.loads(release_app.handler(event, lambda_context)["body"])
+
+    desk = Desk(
+        executions=lambda: list(studio.requests), table=sample.TABLE_NAME, release_token="x", dynamodb=aws.dynamodb
+    )
+    text("I want to talk to a person")
+    deliver()
+    (first_row,) = desk.handoffs()["handoffs"]
+    assert first_row["status"] == "with_person"
+
+    assert release(first_row["release"])["released"] is True  # the human of H1 is done
+    text("what are your opening hours?")  # the AI answers again: a new conversation
+    text("I want to talk to a real person")  # H2
+    deliver()
+    second_row = next(r for r in desk.handoffs()["handoffs"] if r["id"] != first_row["id"])
+    assert second_row["status"] == "with_person" and second_row["conversationId"] != first_row["conversationId"]
+
+    answer = release(first_row["release"])  # H1's Release, once more (stale row, retry, late end of H1's task)
+
+    assert answer["released"] is False, f"H1's release released H2 instead: {answer}"
+
+
+# -- the voice transcript: every turn in order ----------------------------------------------------
+
+HOURS = "We're open Monday to Friday, nine to five, and on Saturday mornings."
+CANADA = "Yes, we deliver to Canada within five working days."
+
+
+def test_a_barge_in_whose_interrupt_frame_runs_late_puts_the_wrong_answer_in_the_transcript(
+    voice_call, monkeypatch, lambda_context
+):
+    """Issue acceptance: 'the page shows every turn in order', 'including what the caller heard before an
+    interrupt'. The caller talks over answer A to ask B: Twilio sends `interrupt` (for A), then `prompt` B.
+    API Gateway runs each frame as its own invocation, unordered (TWILIO.md): here the interrupt's invocation
+    runs while B's turn is in flight. record_interrupt() attaches the fragment of A to whatever turn is
+    current (after user B, and B's finish_turn then fails its turn condition), so the page the human opens
+    shows A's full answer as heard, A's fragment as the AI's (interrupted) answer to B, and B's answer, which
+    the caller did hear, nowhere; the built summary tells the human the same wrong thing."""
+    from agent_handoff.agent.messages import Completion
+    from test_transcript import Page, open_link
+
+    monkeypatch.setenv("TRANSCRIPT_BASE_URL", f"https://{DEFAULT_HOST}")
+    call = None
+
+    class Answers:
+        def complete(self, system, messages, tools, *, deadline=None):
+            if any(m.role == "tool" for m in messages):
+                return Completion(text="A person will take it from here.")
+            asked = messages[-1].text
+            if "hours" in asked:
+                return Completion(text=HOURS)
+            if "Canada" in asked:
+                call.interrupt("We're open Monday")  # the late frame of the barge-in on HOURS
+                return Completion(text=CANADA)
+            from agent_handoff.agent.messages import ToolCall
+
+            return Completion(text="", tool_calls=(ToolCall("c1", "handoff", {"reason": "asked for a person"}),))
+
+    monkeypatch.setattr(wiring, "chat_provider", lambda settings: Answers())
+    wiring.reset()
+    call = voice_call()
+    assert call.dial()["statusCode"] == 200 and call.connect() == 200 and call.setup() == []
+    call.say("What are your opening hours?")
+    heard_b = call.spoken(call.say("Do you deliver to Canada?"))
+    call.press("0")
+    url = json.loads(call.end_message["handoffData"])["attributes"]["transcriptUrl"]
+    turns = Page(open_link(url, lambda_context)["body"]).turns
+
+    expected = [
+        ("customer", "What are your opening hours?"),
+        ("agent", "We're open Monday"),
+        ("customer", "Do you deliver to Canada?"),
+        ("agent", CANADA),
+    ]
+    assert heard_b == CANADA  # the caller heard B's answer...
+    assert turns[:4] == expected  # ...but the human's transcript says otherwise
