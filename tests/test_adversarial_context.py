@@ -6,7 +6,6 @@ Each test states a promise of the issue or README ("What the human sees", "Secur
 from __future__ import annotations
 
 import json
-import re
 
 from agent_handoff import wiring
 from conftest import load_handler
@@ -17,70 +16,6 @@ from streams import Outbox
 sms_app = load_handler("inbound_sms")
 dispatch_app = load_handler("handoff_dispatch")
 CUSTOMER = "+14155550123"
-
-# A customer message of 147 characters whose card number straddles the built summary's 140-character quote cut.
-CARD = "4111 1111 1111 1111"  # Luhn-valid (Visa test PAN)
-CARD_MESSAGE = (
-    "I was charged twice for one order last week and nobody answered my emails, "
-    "please put me through to a person, my card is " + CARD + " thanks"
-)
-
-
-def _digits(text: str) -> str:
-    return re.sub(r"\D", "", text)
-
-
-def _longest_card_prefix_in(text: str) -> int:
-    """How many leading digits of CARD appear, in order and grouped as written, in `text`."""
-    pan = _digits(CARD)
-    best = 0
-    for run in re.findall(r"\d[\d \-]*\d|\d", text):
-        digits = _digits(run)
-        for start in range(len(digits)):
-            n = 0
-            while start + n < len(digits) and n < len(pan) and digits[start + n] == pan[n]:
-                n += 1
-            best = max(best, n)
-    return best
-
-
-def test_sms_built_summary_sends_twelve_digits_of_a_card_number_to_studio(aws, studio, lambda_context):
-    """README: summary is 'cut at a word, card numbers removed'; Twilio: handoffData carries no PCI data.
-
-    The deterministic summary quotes each customer message shortened to 140 characters *before* the
-    card-number redaction runs over the whole summary: the cut lands inside the PAN, leaving a
-    12-digit stub that no longer passes Luhn, so it is never redacted and Studio/Flex receive it.
-    """
-    assert len(CARD_MESSAGE) > 140 and CARD_MESSAGE.index(CARD) < 139 < CARD_MESSAGE.index(CARD) + len(CARD)
-    params = sms_params(account_sid=sample.ACCOUNT_SID, body=CARD_MESSAGE, customer=CUSTOMER, agent=sample.AGENT_NUMBER)
-    response = sms_app.handler(http_api_event("/sms", params, auth_token=sample.AUTH_TOKEN), lambda_context)
-    assert response["statusCode"] == 200
-
-    outbox = Outbox(aws.dynamodb)
-    while (event := outbox.next_event()) is not None:
-        dispatch_app.handler(event, lambda_context)
-    (execution,) = studio.created
-    summary = execution.handoff_data["attributes"]["summary"]
-
-    # What Studio (and so the Flex task) was given: the first 12 digits of the card, as the customer wrote them.
-    assert _longest_card_prefix_in(summary) < 7, f"card digits reached Studio in the summary: {summary!r}"
-
-
-def test_voice_end_message_handoff_data_carries_twelve_digits_of_a_card_number(voice_call, monkeypatch):
-    """TWILIO.md: ConversationRelay's handoffData must not carry card data (PCI). The caller said their card
-    and asked for a person: the `end` frame's handoffData summary holds the first 12 digits of the PAN."""
-    monkeypatch.setenv("TRANSCRIPT_BASE_URL", f"https://{DEFAULT_HOST}")
-    wiring.reset()
-    call = voice_call()
-    assert call.dial()["statusCode"] == 200 and call.connect() == 200 and call.setup() == []
-
-    call.say(CARD_MESSAGE)
-
-    end = call.end_message
-    assert end is not None, "the caller asked for a person: an end frame is owed"
-    summary = json.loads(end["handoffData"])["attributes"]["summary"]
-    assert _longest_card_prefix_in(summary) < 7, f"card digits in the end frame's handoffData: {summary!r}"
-
 
 # -- Release on the desk: the row names a customer, not a handoff ---------------------------------
 
