@@ -9,63 +9,11 @@ import json
 
 from agent_handoff import wiring
 from conftest import load_handler
-from devtools.samples import sample
-from devtools.samples.events import DEFAULT_HOST, http_api_event, sms_params
-from streams import Outbox
+from devtools.samples.events import DEFAULT_HOST
 
 sms_app = load_handler("inbound_sms")
 dispatch_app = load_handler("handoff_dispatch")
 CUSTOMER = "+14155550123"
-
-# -- Release on the desk: the row names a customer, not a handoff ---------------------------------
-
-
-def test_a_desk_release_meant_for_one_handoff_releases_the_customers_next_one(aws, studio, lambda_context):
-    """Issue: the desk 'has a Release button that calls the real /handoff/release' and 'Release gives the
-    conversation back to the AI'. A desk row's Release posts only {customer, agentNumber}: the endpoint
-    lifts whatever hold that customer has *now* and ends *its* Studio execution. A Release for handoff H1
-    (a stale desk row, a double click retried by the browser, or Studio/Flex ending H1's task late) that
-    arrives after the customer handed off again releases H2: the AI talks to a customer who is waiting for a
-    person, and H2's Studio execution (the new human's) is ended."""
-    from devtools.local.desk import Desk
-
-    release_app = load_handler("handoff_release")
-    outbox = Outbox(aws.dynamodb)
-
-    def text(body):
-        params = sms_params(account_sid=sample.ACCOUNT_SID, body=body, customer=CUSTOMER, agent=sample.AGENT_NUMBER)
-        return sms_app.handler(http_api_event("/sms", params, auth_token=sample.AUTH_TOKEN), lambda_context)["body"]
-
-    def deliver():
-        while (event := outbox.next_event()) is not None:
-            dispatch_app.handler(event, lambda_context)
-
-    def release(body):
-        event = http_api_event(
-            "/handoff/release", {}, auth_token=None, content_type="application/json", body=json.dumps(body)
-        )
-        event["headers"]["authorization"] = f"Bearer {sample.RELEASE_TOKEN}"
-        return json.loads(release_app.handler(event, lambda_context)["body"])
-
-    desk = Desk(
-        executions=lambda: list(studio.requests), table=sample.TABLE_NAME, release_token="x", dynamodb=aws.dynamodb
-    )
-    text("I want to talk to a person")
-    deliver()
-    (first_row,) = desk.handoffs()["handoffs"]
-    assert first_row["status"] == "with_person"
-
-    assert release(first_row["release"])["released"] is True  # the human of H1 is done
-    text("what are your opening hours?")  # the AI answers again: a new conversation
-    text("I want to talk to a real person")  # H2
-    deliver()
-    second_row = next(r for r in desk.handoffs()["handoffs"] if r["id"] != first_row["id"])
-    assert second_row["status"] == "with_person" and second_row["conversationId"] != first_row["conversationId"]
-
-    answer = release(first_row["release"])  # H1's Release, once more (stale row, retry, late end of H1's task)
-
-    assert answer["released"] is False, f"H1's release released H2 instead: {answer}"
-
 
 # -- the voice transcript: every turn in order ----------------------------------------------------
 

@@ -40,5 +40,9 @@ class StoreBusy(StoreError):
     """DynamoDB refused for now (throttling, a conflicting transaction): the same write may succeed soon."""
 
 
+class HeldForAnotherHandoff(Exception):
+    """A release named one handoff, and the conversation is with a person for another: nothing was released."""
+
+
 class ProviderError(Exception):
     """The LLM provider failed, timed out or answered something unusable."""
