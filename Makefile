@@ -1,13 +1,14 @@
 # Everything a developer runs, with only Python 3.11+, pip and make installed. `make help` prints this list.
 #
-#   make local [PORT=3000] [JSON=1]          set up, then run the whole bundle on loopback (AWS on moto, gateway, Studio recorder)
+#   make local [PORT=3000] [JSON=1] [FAULTS=1]   set up, then run the whole bundle on loopback (AWS on moto, gateway,
+#                                            Studio recorder); FAULTS=1 throttles, fails and kills some calls on purpose
 #   make test [PYTEST_ARGS=...]              set up, then lint and run every test (what CI runs)
 #
 # Play the customer against `make local` (from a second terminal):
 #   make sms [CUSTOMER=+1...|last] [SCRIPT=file] [URL=...]   text the running stack; /release inside ends a hold
 #   make call [CALLER=+1...|last] [SCRIPT=file] [URL=...]    call it over ConversationRelay's protocol
 #   make release CUSTOMER=+1...|last [URL=...]               the human side is done: the agent answers that customer again
-#   make demo [SCRIPT=file]                  an SMS conversation with no server at all (in-process)
+#   make demo [SCRIPT=file] [LOGS=1|JSON=1]  an SMS conversation with no server at all (in-process); LOGS=1 shows every log line
 #   make invoke EVENT=events/x.json [FUNCTION=LogicalId] [JSON=1]   one function, one sample event, on moto: no Docker
 #
 # Operate a deployed stack (your AWS credentials; AWS_REGION or AWS_DEFAULT_REGION):
@@ -35,6 +36,12 @@ BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 ARCH ?= arm64
 LAYER_ARCH := $(if $(filter x86_64,$(ARCH)),x86_64,aarch64)
+# Refused before anything is set up or built: any other value would build arm64 layers under its name.
+ifneq ($(filter build,$(MAKECMDGOALS)),)
+ifneq ($(ARCH),$(filter arm64 x86_64,$(firstword $(ARCH))))
+$(error make build: ARCH must be arm64 or x86_64 (got '$(ARCH)'); make build ARCH=x86_64 for Intel)
+endif
+endif
 # The core package and devtools, importable the way the layers make them in Lambda.
 PY := PYTHONPATH=$(CURDIR)/layers/core/python:$(CURDIR) $(BIN)/python
 # A person waiting for the first setup sees pip's progress; CI logs stay short.
@@ -64,7 +71,7 @@ $(SAM): requirements-sam.txt
 setup: $(BIN)/.installed $(SAM)
 
 local: $(BIN)/.installed
-	$(PY) -m devtools.local.stack $(if $(PORT),--port $(PORT),) $(if $(JSON),--json,)
+	$(PY) -m devtools.local.stack $(if $(PORT),--port $(PORT),) $(if $(JSON),--json,) $(if $(FAULTS),--faults,)
 
 # With no URL the phones find the running `make local` (it leaves its address in .local-stack/).
 STACK_URL = $(if $(URL),--url $(URL),--local)
@@ -79,7 +86,7 @@ release: $(BIN)/.installed
 	$(PY) -m devtools.phones.release $(if $(URL),--url $(URL),) $(if $(CUSTOMER),--customer $(CUSTOMER),)
 
 demo: $(BIN)/.installed
-	$(PY) -m devtools.phones.sms $(if $(SCRIPT),--script $(SCRIPT),)
+	$(PY) -m devtools.phones.sms $(if $(SCRIPT),--script $(SCRIPT),) $(if $(LOGS),--logs,) $(if $(JSON),--json,)
 
 invoke: $(BIN)/.installed
 	$(PY) -m devtools.local.invoke $(if $(FUNCTION),--function $(FUNCTION),) $(foreach event,$(EVENT),--event $(event)) $(if $(JSON),--json,)

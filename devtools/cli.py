@@ -11,6 +11,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import TextIO
 
 INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped with Ctrl-C
 
@@ -53,6 +54,16 @@ def run(main: Callable[[list[str]], int | None], name: str, argv: Sequence[str] 
             raise
         _say(f"{name}: unexpected {type(exc).__name__}: {exc} (DEBUG=1 or --debug shows the traceback)")
         return 1
+
+
+def open_script(path: str) -> TextIO:
+    """The file a person named with SCRIPT=, or a line saying why it cannot be read."""
+    try:
+        return open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"SCRIPT={path}: the file does not exist (give a path from the repository's root)", 2) from None
+    except OSError as exc:
+        raise UserError(f"SCRIPT={path}: cannot read it ({exc.strerror})", 2) from None
 
 
 def _say(line: str) -> None:

@@ -96,3 +96,68 @@ def test_the_relay_says_it_too_and_still_answers_api_gateway(
     assert (
         problem["message"] == "configuration problem: HISTORY_LIMIT must be at least 2" and "exception" not in problem
     )
+
+
+# -- the LLM budget: make local checks it as the model-running functions do at cold start -----------
+
+
+def test_check_refuses_an_llm_timeout_a_function_s_template_timeout_cannot_hold(aws, monkeypatch):
+    from devtools import template_functions
+
+    monkeypatch.setenv("LLM_PROVIDER", "openai")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("LLM_TIMEOUT_SECONDS", "20")
+    monkeypatch.setenv("RELAY_WEBSOCKET_URL", "wss://example.execute-api.us-east-1.amazonaws.com/live")
+    wiring.reset()
+    timeouts = {name: spec.timeout for name, spec in template_functions.functions().items()}
+
+    wiring.check()  # without the template's timeouts there is nothing to hold the budget against
+    with pytest.raises(ConfigError) as error:
+        wiring.check(timeouts)
+
+    # InboundSmsFunction (20 s, keeps 3.5 s) cannot; VoiceRelayFunction (25 s, keeps 2 s) can.
+    (problem,) = error.value.problems
+    assert problem.startswith("LLM_TIMEOUT_SECONDS (20 s) and the 3.5 s kept for the apology and handoff")
+    assert "InboundSmsFunction's Timeout (20 s in template.yaml)" in problem and "at most 16.5" in problem
+    assert explain(error.value) == "configuration problem: " + problem  # said once, not "... invalid configuration:"
+
+    monkeypatch.setenv("LLM_TIMEOUT_SECONDS", "16.5")
+    wiring.reset()
+    wiring.check(timeouts)
+
+
+def test_the_reserves_checked_are_the_ones_the_handlers_keep():
+    from agent_handoff.sms.service import FALLBACK_RESERVE_SECONDS
+    from devtools import template_functions
+
+    specs = template_functions.functions()
+    reserves = wiring.llm_reserves()
+
+    assert set(reserves) <= set(specs)  # a renamed function would silently escape the check
+    assert {specs[name].module_path for name in reserves} == {"inbound_sms.app", "voice_relay.app"}
+    assert reserves["VoiceRelayFunction"] == load_handler("voice_relay").RESERVE_SECONDS
+    assert reserves["InboundSmsFunction"] == FALLBACK_RESERVE_SECONDS
+    assert load_handler("inbound_sms").FALLBACK_RESERVE_SECONDS == FALLBACK_RESERVE_SECONDS
+
+
+def test_a_deployed_function_says_its_llm_budget_problem_once_in_plain_words(
+    aws, monkeypatch, capsys, fresh_cold_start
+):
+    from devtools.local.lambdas import LambdaContext
+
+    monkeypatch.setenv("LLM_PROVIDER", "openai")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("LLM_TIMEOUT_SECONDS", "18")
+    wiring.reset()
+    app = load_handler("inbound_sms")
+
+    answer = app.handler(
+        http_api_event("/sms", sms_params(account_sid=sample.ACCOUNT_SID, body="hi"), auth_token=sample.AUTH_TOKEN),
+        LambdaContext(timeout_seconds=20),
+    )
+
+    assert answer["statusCode"] == 500
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (problem,) = [line for line in lines if line.get("level") == "ERROR"]
+    assert problem["message"].startswith("configuration problem: LLM_TIMEOUT_SECONDS (18 s) and the 3.5 s kept")
+    assert "invalid configuration" not in problem["message"]

@@ -70,6 +70,7 @@ def test_a_warning_says_its_level_and_an_exception_its_last_line():
     first, second = text.splitlines()
     assert first.startswith("20:43:35.105 inbound-sms       ERROR webhook not processed")
     assert "Traceback" not in text and second.strip().startswith("StoreError: table missing")
+    assert "JSON=1 shows the traceback" in second  # what a person types under make (`--json` is the module's)
 
 
 def test_a_metric_becomes_one_line_and_can_be_hidden():
@@ -116,14 +117,18 @@ def state_dir(tmp_path, monkeypatch):
     return tmp_path / "state"
 
 
-def test_new_numbers_are_fresh_fictional_and_remembered(state_dir):
+def test_new_numbers_are_fresh_fictional_and_remembered_once_the_stack_answered(state_dir):
     first, second = state.choose_number("customer", None), state.choose_number("customer", "new")
 
     assert first != second or state.choose_number("customer", "new") != first  # fresh (1 in 80,000 to repeat)
     for number in (first, second):
         assert state.E164.fullmatch(number) and number[5:10] == "55501"  # 555-0100..0199: reserved for fiction
+    with pytest.raises(UserError, match="no last customer number yet"):  # chosen is not yet remembered
+        state.choose_number("customer", "last")
+    state.remember("customer", second)  # what a phone does once the stack answered it
     assert state.choose_number("customer", "last") == second
     assert state.choose_number("caller", "+14155550177") == "+14155550177"
+    state.remember("caller", "+14155550177")
     assert state.choose_number("caller", "LAST") == "+14155550177" and state.choose_number("customer", "last") == second
 
 

@@ -57,7 +57,7 @@ def render(line: str, state: dict[str, Any] | None = None) -> str | None:
     text = f"{clock} {service:17} {level}{record['message']}" + (f"  {fields}" if fields else "")
     if record.get("exception"):
         last = str(record["exception"]).strip().splitlines()[-1]
-        text += f"\n{' ' * 31}{last}   (the traceback is in the raw line: --json)"
+        text += f"\n{' ' * 31}{last}   (JSON=1 shows the traceback: the raw lines, as CloudWatch gets them)"
     return text
 
 

@@ -205,7 +205,9 @@ class LocalStack:
 
         wiring.reset()
         self._stoppers.append(wiring.reset)
-        wiring.check()  # before anything listens: a bad setting stops the stack here, named
+        # Before anything listens: a bad setting stops the stack here, named (the LLM budget with
+        # each function's template Timeout, which the deployed function learns only from Lambda).
+        wiring.check({logical_id: spec.timeout for logical_id, spec in specs.items()})
         for logical_id, spec in specs.items():
             handlers[logical_id] = spec.load()
             if self.fault_injector is not None:
@@ -412,6 +414,15 @@ class LocalStack:
             f"Credentials:      {'your TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN' if self.real_twilio else 'the samples of events/env.json'}",
             f"LLM provider:     {self.env.get('LLM_PROVIDER', 'rules')}",
             f"Release token:    {self.release_token}   (this session's HANDOFF_RELEASE_TOKEN)",
+            *(
+                [
+                    f"Faults:           on purpose: 1 in {self.faults.throttle_every} AWS calls throttled, "
+                    f"1 in {self.faults.studio_5xx_every} Studio requests 503, "
+                    f"1 in {self.faults.kill_every} invocations killed"
+                ]
+                if self.faults is not None
+                else []
+            ),
             "",
             "Try it from another terminal (they find this stack; URL=... points them elsewhere):",
             "  make sms                    a customer texting; /release gives the conversation back to the agent",
@@ -429,25 +440,52 @@ def load_resource_type(logical_id: str) -> str:
     return load_template()["Resources"].get(logical_id, {}).get("Type", "")
 
 
-def _claim_port(host: str, port: int) -> None:
-    """Fail before anything starts when the gateway's port is taken, and say what to do."""
+def _bind(host: str, port: int) -> None:
+    """Raise OSError when the gateway could not listen on `port` now."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds: TIME_WAIT is no conflict
+        probe.bind((host, port))
+
+
+def _claim_port(host: str, port: int) -> None:
+    """Fail before anything starts when the gateway's port is taken, and say what to do."""
+    try:
+        _bind(host, port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        raise UserError(
+            f"port {port} is already in use (another `make local`?): stop it, or choose a free port: "
+            f"make local PORT={_free_port_near(host, port)}"
+        ) from exc
+
+
+def _free_port_near(host: str, port: int) -> int:
+    """The first port above `port` that binds now (easy to type and remember), else any free one."""
+    for candidate in range(port + 1, min(port + 100, 65535) + 1):
         try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-            raise UserError(
-                f"port {port} is already in use (another `make local`?): stop it, or choose a free port: "
-                f"make local PORT={port + 1}"
-            ) from exc
+            _bind(host, candidate)
+        except OSError:
+            continue
+        return candidate
+    return free_port(host)
+
+
+def _port(text: str) -> int:
+    """PORT= as make passes it; 0 listens on any free port."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise UserError(f"PORT must be a port number from 1 to 65535 (got {text!r}): make local PORT=3000", status=2)
+    return port
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", "3000")))
+    parser.add_argument("--port", default=os.environ.get("LOCAL_PORT", "3000"))
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument(
         "--faults",
@@ -456,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the functions' raw JSON log lines")
     args = parser.parse_args(argv)
+    port = _port(args.port)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.json:
         from devtools.local.logs import HumanLogs
@@ -470,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         from devtools.local.faults import FaultPlan
 
         faults = FaultPlan()
-    stack = LocalStack(host=args.host, port=args.port, log_level=args.log_level, faults=faults)
+    stack = LocalStack(host=args.host, port=port, log_level=args.log_level, faults=faults)
     try:
         stack.start()
     except ConfigError as exc:

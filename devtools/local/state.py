@@ -65,7 +65,11 @@ def fresh_number() -> str:
 
 
 def choose_number(role: str, wanted: str | None) -> str:
-    """'new' (or nothing): a fresh number; 'last': the one `role` used last time; else the number given."""
+    """'new' (or nothing): a fresh number; 'last': the one `role` used last time; else the number given.
+
+    Not remembered yet: a session remembers its number once the stack has answered it (`remember`),
+    so one that reached no stack leaves CUSTOMER=last on the number a handoff may be holding.
+    """
     wanted = (wanted or NEW).strip()
     if wanted.lower() == NEW:
         number = fresh_number()
@@ -77,7 +81,6 @@ def choose_number(role: str, wanted: str | None) -> str:
         number = wanted
     else:
         raise UserError(f"the {role} number must be E.164 like +14155550100, 'new' or 'last' (got {wanted!r})")
-    remember(role, number)
     return number
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from devtools.cli import UserError, connection_refused, run
@@ -24,9 +25,44 @@ from devtools.samples import sample
 DEFAULT_URL = "http://127.0.0.1:3000"
 
 
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
 def stack_url(url: str | None) -> str:
     """An explicit URL, else the running `make local`'s, else its default address."""
-    return (url or state.running_stack().get("url") or DEFAULT_URL).rstrip("/")
+    base = (url or state.running_stack().get("url") or DEFAULT_URL).strip().rstrip("/")
+    if not _well_formed(base):
+        raise UserError(
+            f"URL must start with http:// or https:// and name a host, as URL=http://127.0.0.1:3000 does "
+            f"(got {base!r})",
+            status=2,
+        )
+    return base
+
+
+def _well_formed(base: str) -> bool:
+    parts = urllib.parse.urlsplit(base)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def same_stack(first: str, second: str) -> bool:
+    """Whether two base URLs reach the same stack: localhost, 127.0.0.1 and ::1 are one machine."""
+
+    def address(url: str) -> tuple[str, str, int | None, str]:
+        parts = urllib.parse.urlsplit(url.strip())
+        host = parts.hostname or ""
+        host = "loopback" if host in LOOPBACK or host.startswith("127.") else host
+        try:
+            port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        except ValueError:
+            port = None
+        return parts.scheme, host, port, parts.path.rstrip("/")
+
+    return address(first) == address(second)
 
 
 def session_value(base: str, key: str, environ_name: str, default: str) -> str:
@@ -34,7 +70,7 @@ def session_value(base: str, key: str, environ_name: str, default: str) -> str:
     if os.environ.get(environ_name):
         return os.environ[environ_name]
     running = state.running_stack()
-    if running.get("url", "").rstrip("/") == base and running.get(key):
+    if running.get(key) and same_stack(running.get("url", ""), base):
         return running[key]
     return default
 

@@ -24,10 +24,12 @@ import os
 import sys
 import urllib.error
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import TextIO
 
-from devtools.cli import UserError, run
+from devtools.cli import UserError, open_script, run
 from devtools.local import state
 from devtools.local.lambdas import LambdaContext, load_function
 from devtools.samples import sample
@@ -42,6 +44,32 @@ Release = Callable[[], tuple[int, str]]
 COMMANDS = "/release gives the conversation back to the agent; /help shows this"
 
 
+@dataclass
+class Answers:
+    """What the stack answered this session's messages, by HTTP status."""
+
+    statuses: Counter[int] = field(default_factory=Counter)
+
+    @property
+    def accepted(self) -> bool:
+        return self.statuses[200] > 0
+
+    def problem(self, logs: str) -> str | None:
+        """One line on the messages that got no answer, with what to do; None when all got one."""
+        failed = {status: n for status, n in sorted(self.statuses.items()) if status != 200}
+        if not failed:
+            return None
+        hints = []
+        if 403 in failed:
+            hints.append("403: the stack refused their signature (its TWILIO_AUTH_TOKEN differs from this shell's)")
+        if set(failed) - {403}:
+            hints.append(f"{logs} says why the stack failed")
+        codes = ", ".join(f"{n} x HTTP {status}" for status, n in failed.items())
+        return f"{sum(failed.values())} of {sum(self.statuses.values())} message(s) got no answer ({codes}): " + (
+            "; ".join(hints)
+        )
+
+
 def _conversation(
     lines: Iterable[str],
     out: TextIO,
@@ -53,11 +81,14 @@ def _conversation(
     send: Send,
     executions: Callable[[], list[dict]],
     release: Release,
+    answers: Answers | None = None,
 ) -> int:
     """Each line goes out as a signed SMS webhook; the reply and any new Studio execution are shown.
 
-    Returns the Studio executions this session started for this customer (not the stack's total).
+    Returns the Studio executions this session started for this customer (not the stack's total);
+    `answers` counts the stack's answers by status.
     """
+    answers = Answers() if answers is None else answers
     from devtools.phones.release import describe
     from devtools.samples.events import sms_params
 
@@ -79,6 +110,7 @@ def _conversation(
                 out.write(f"   commands: {COMMANDS}\n")
             continue
         status, body = send(sms_params(account_sid=account_sid, body=text, customer=customer, agent=agent))
+        answers.statuses[status] += 1
         reply = _describe_reply(status, body)
         if reply is None:
             reply = "   (no reply: a person has this conversation)\n"
@@ -112,6 +144,7 @@ def converse(
     prompt: bool,
     log_level: str = "WARNING",
     logs: TextIO | None = None,
+    answers: Answers | None = None,
 ) -> int:
     """In this process: the functions on moto, the outbox delivered after each message.
 
@@ -176,6 +209,7 @@ def converse(
                 send=send,
                 executions=lambda: [vars(r) for r in studio.requests],
                 release=release,
+                answers=answers,
             )
         finally:
             os.environ.clear()
@@ -196,6 +230,7 @@ def converse_remote(
     wait_seconds: float = 5.0,
     agent: str | None = None,
     release_token: str = "",
+    answers: Answers | None = None,
 ) -> int:
     """Against a running stack over HTTP (make local); Studio's side is shown when it is a local stack."""
     import time
@@ -236,6 +271,7 @@ def converse_remote(
         send=send,
         executions=lambda: _executions(base, STUDIO_PATH, get_json),
         release=release,
+        answers=answers,
     )
 
 
@@ -291,7 +327,7 @@ def _describe_reply(status: int, body: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--script", type=argparse.FileType("r"), help="a file with one customer message per line")
+    parser.add_argument("--script", help="a file with one customer message per line")
     parser.add_argument(
         "--customer", help="the customer's number (From): E.164, 'new' (default) or 'last' (the previous session's)"
     )
@@ -302,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--local", action="store_true", help="the running `make local` (its URL, or port 3000)")
     parser.add_argument("--signed-url", help="the base URL Twilio would sign, when it differs (a tunnel)")
     args = parser.parse_args(argv)
-    interactive = args.script is None and sys.stdin.isatty()
+    script = open_script(args.script) if args.script else None
+    interactive = script is None and sys.stdin.isatty()
     remote = bool(args.url or args.local)
     if remote:
         from devtools.phones import release as releasing
@@ -317,33 +354,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Type as the customer; try 'what are your hours?', then 'I want a human'. {COMMANDS}. Ctrl-D ends.")
         sys.stdout.write("you> ")
     sys.stdout.flush()
-    source: Iterable[str] = args.script or sys.stdin
-    if not interactive and args.script is None:
+    source: Iterable[str] = script or sys.stdin
+    if not interactive and script is None:
         # Nothing piped in (as under CI, or `make demo` without a terminal): play the bundled demo.
         source = sys.stdin.readlines() or (ROOT / "devtools" / "scripts" / "sms-demo.txt").open()
-    if remote:
-        executions = converse_remote(
-            source,
-            sys.stdout,
-            url=base,
-            customer=customer,
-            prompt=interactive,
-            account_sid=os.environ.get("TWILIO_ACCOUNT_SID", sample.ACCOUNT_SID),
-            auth_token=os.environ.get("TWILIO_AUTH_TOKEN", sample.AUTH_TOKEN),
-            signed_base=args.signed_url,
-            agent=agent,
-            release_token=releasing.session_value(base, "release_token", "HANDOFF_RELEASE_TOKEN", ""),
-        )
-    else:
-        executions = converse(
-            source,
-            sys.stdout,
-            customer=customer,
-            prompt=interactive,
-            log_level="INFO" if args.logs or args.json else "WARNING",
-            logs=_log_stream(args.logs, args.json),
-        )
+    answers = Answers()
+    try:
+        if remote:
+            executions = converse_remote(
+                source,
+                sys.stdout,
+                url=base,
+                customer=customer,
+                prompt=interactive,
+                account_sid=os.environ.get("TWILIO_ACCOUNT_SID", sample.ACCOUNT_SID),
+                auth_token=os.environ.get("TWILIO_AUTH_TOKEN", sample.AUTH_TOKEN),
+                signed_base=args.signed_url,
+                agent=agent,
+                release_token=releasing.session_value(base, "release_token", "HANDOFF_RELEASE_TOKEN", ""),
+                answers=answers,
+            )
+        else:
+            executions = converse(
+                source,
+                sys.stdout,
+                customer=customer,
+                prompt=interactive,
+                log_level="INFO" if args.logs or args.json else "WARNING",
+                logs=_log_stream(args.logs, args.json),
+                answers=answers,
+            )
+    finally:
+        if remote and answers.accepted:  # CUSTOMER=last: a number the stack has seen, not one that reached nothing
+            state.remember("customer", customer)
     print(f"\n{executions} Studio execution(s) started in this session.")
+    problem = answers.problem("its terminal (make local)" if remote else "the log lines above (LOGS=1: all of them)")
+    if problem:
+        raise UserError(problem)
     return 0
 
 
@@ -355,5 +402,11 @@ def _log_stream(verbose: bool, raw: bool) -> TextIO:
     return HumanLogs(sys.stderr, metrics=verbose)
 
 
+def command_name(argv: list[str]) -> str:
+    """The make target a person ran: the phone against a stack (`make sms`), or in-process (`make demo`)."""
+    remote = any(arg == "--local" or arg.startswith("--url") for arg in argv)
+    return "make sms" if remote else "make demo"
+
+
 if __name__ == "__main__":
-    sys.exit(run(main, "make sms"))
+    sys.exit(run(main, command_name(sys.argv[1:])))

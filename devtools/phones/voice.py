@@ -21,13 +21,13 @@ import os
 import sys
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from twilio.request_validator import RequestValidator
 
-from devtools.cli import UserError, run
+from devtools.cli import UserError, open_script, run
 from devtools.local import state
 from devtools.phones.twilio_side import post_signed
 from devtools.samples import sample
@@ -50,7 +50,7 @@ class CallResult:
 
 
 async def place_call(
-    lines: Iterable[str],
+    lines: Iterable[str] | AsyncIterator[str],
     out: TextIO,
     *,
     url: str,
@@ -61,8 +61,12 @@ async def place_call(
     signed_base: str | None = None,
     handshake_signature: str | None = None,
     typed: bool = False,
+    answered: Callable[[], None] | None = None,
 ) -> CallResult:
-    """`typed`: a person types the lines at a terminal (prompted, not echoed, never read ahead)."""
+    """`typed`: a person types the lines at a terminal (prompted, not echoed, never read ahead).
+
+    `answered` is called once the stack has answered the call (/voice with 200).
+    """
     import aiohttp
 
     base, signed = url.rstrip("/"), (signed_base or url).rstrip("/")
@@ -85,6 +89,8 @@ async def place_call(
     result.voice_status = status
     if status != 200:
         return result
+    if answered is not None:
+        answered()
     connect = ET.fromstring(twiml).find("Connect")  # noqa: S314 - the product's own TwiML
     relay = connect.find("ConversationRelay")
     relay_url, action_url = relay.get("url"), connect.get("action")
@@ -135,7 +141,7 @@ async def place_call(
                 }
             )
             turns = _Turns(lines, out, typed)
-            for text in turns:
+            while (text := await turns.next()) is not None:
                 if text == "hangup":
                     break
                 frame = _frame_for(text)
@@ -163,26 +169,30 @@ async def place_call(
 class _Turns:
     """The caller's lines, one turn at a time; a script can be read ahead for its interrupts."""
 
-    def __init__(self, lines: Iterable[str], out: TextIO, typed: bool) -> None:
+    def __init__(self, lines: Iterable[str] | AsyncIterator[str], out: TextIO, typed: bool) -> None:
         self._out, self._typed = out, typed
-        self._lines: Iterator[str] = iter(lines)
+        self._typing: AsyncIterator[str] | None = lines if isinstance(lines, AsyncIterator) else None
+        self._lines: Iterator[str] = iter(()) if self._typing is not None else iter(lines)
         self._ahead: list[str] = []
 
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
+    async def next(self) -> str | None:
+        """The next line that says something; None once the lines end (Ctrl-D at a terminal)."""
         while True:
             if self._typed:
                 self._out.write("you> ")
                 self._out.flush()
             try:
-                text = (self._ahead.pop(0) if self._ahead else next(self._lines)).strip()
-            except StopIteration:
+                if self._ahead:
+                    line = self._ahead.pop(0)
+                elif self._typing is not None:
+                    line = await anext(self._typing)
+                else:
+                    line = next(self._lines)
+            except (StopIteration, StopAsyncIteration):
                 if self._typed:
                     self._out.write("\n")  # Ctrl-D leaves the cursor after the prompt
-                raise
-            if text:
+                return None
+            if text := line.strip():
                 if not self._typed:  # a terminal already shows what was typed
                     self._out.write(f"you> {text}\n")
                 return text
@@ -198,6 +208,37 @@ class _Turns:
             text = self._ahead.pop(0).strip()
             return _frame_for(text) | {"_line": text}
         return None
+
+
+async def terminal_lines(fd: int) -> AsyncIterator[str]:
+    """Lines typed at a terminal, read only once the loop sees one ready.
+
+    A blocking read would hold the loop: Ctrl-C, which asyncio.run turns into cancelling the call,
+    would wait for Enter, and the line typed after it would still be spoken to the agent.
+    """
+    loop = asyncio.get_running_loop()
+    pending = b""
+    while True:
+        ready = loop.create_future()
+        loop.add_reader(fd, _wake, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+        chunk = os.read(fd, 4096)  # a terminal hands over one line at a time
+        if not chunk:  # Ctrl-D
+            if pending:
+                yield pending.decode(errors="replace")
+            return
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            yield line.decode(errors="replace")
+
+
+def _wake(ready: asyncio.Future) -> None:
+    if not ready.done():
+        ready.set_result(None)
 
 
 def _frame_for(text: str) -> dict[str, Any]:
@@ -254,23 +295,26 @@ def main(argv: list[str] | None = None) -> int:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--url", help="a running stack's base URL")
     target.add_argument("--local", action="store_true", help="the running `make local` (its URL, or port 3000)")
-    parser.add_argument("--script", type=argparse.FileType("r"), help="one caller line per turn")
+    parser.add_argument("--script", help="one caller line per turn")
     parser.add_argument("--caller", help="the caller's number: E.164, 'new' (default) or 'last' (the previous call's)")
     parser.add_argument("--signed-url", help="the base URL Twilio would sign, when it differs (a tunnel)")
     args = parser.parse_args(argv)
     from devtools.phones import release as releasing
 
+    script = open_script(args.script) if args.script else None
     base = releasing.stack_url(args.url)
     caller = state.choose_number("caller", args.caller)
     agent = releasing.agent_number(base)
-    typed = args.script is None and sys.stdin.isatty()
+    typed = script is None and sys.stdin.isatty()
     print(
         f"You are {caller}, calling the agent at {agent} through {base} (CALLER=last: this number again).", flush=True
     )
     if typed:
         print("Speak as the caller (type a line). 'press 0', 'interrupt <heard>', 'hangup'. Ctrl-D hangs up.")
-    source: Iterable[str] = args.script or sys.stdin
-    if not typed and args.script is None:
+    source: Iterable[str] | AsyncIterator[str] = script or sys.stdin
+    if typed:
+        source = terminal_lines(sys.stdin.fileno())
+    elif script is None:
         source = sys.stdin.readlines() or ["What are your opening hours?", "I'd like to speak to a person"]
     result = asyncio.run(
         place_call(
@@ -283,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             caller=caller,
             agent=agent,
             typed=typed,
+            answered=lambda: state.remember("caller", caller),  # CALLER=last: a number the stack has seen
         )
     )
     if result.voice_status != 200:

@@ -11,16 +11,13 @@ from agent_handoff.deadline import Deadline
 from agent_handoff.errors import ConfigError
 from agent_handoff.observability import config_problem, function_logger, metric, route_core_logs
 from agent_handoff.voice.binding import PARAMETER as BINDING_PARAMETER
+from agent_handoff.voice.relay import FALLBACK_RESERVE_SECONDS as RESERVE_SECONDS
 from agent_handoff.voice.sender import ApiGatewaySender
 from agent_handoff.webhooks.handshake import binding_of, handshake_is_signed
 
 logger = function_logger("voice-relay")
 ACCEPTED = {"statusCode": 200}
 REFUSED = {"statusCode": 403}
-# Kept back from the turn for its fallback (apologise, store a handoff, post text and end): three
-# DynamoDB writes and two posts, measured at 37 ms p50 and 108 ms at worst against moto and a
-# loopback endpoint, some hundreds of ms at p99 in a region: 2 s leaves room for a throttled retry.
-RESERVE_SECONDS = 2.0
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -238,19 +238,22 @@ class Settings:
             )
         return self
 
-    def check_llm_fits(self, function_timeout_seconds: float, *, reserve_seconds: float) -> Settings:
+    def check_llm_fits(
+        self, function_timeout_seconds: float, *, reserve_seconds: float, function: str = "the function"
+    ) -> Settings:
         """Refuse a model-call budget that, with the fallback's reserve, cannot finish inside the function's timeout.
 
         Past its timeout the runtime stops the function mid-turn: the customer gets neither the
         answer nor the apology and handoff that a failed model call leads to.
         """
         if self.llm_provider != "rules" and self.llm_timeout_seconds + reserve_seconds > function_timeout_seconds:
-            raise ConfigError(
-                f"invalid configuration: LLM_TIMEOUT_SECONDS ({self.llm_timeout_seconds:g} s) and the "
-                f"{reserve_seconds:g} s kept for the apology and handoff do not fit in the function's Timeout "
-                f"({function_timeout_seconds:g} s in template.yaml): lower LLM_TIMEOUT_SECONDS to at most "
+            problem = (
+                f"LLM_TIMEOUT_SECONDS ({self.llm_timeout_seconds:g} s) and the {reserve_seconds:g} s kept for the "
+                f"apology and handoff do not fit in {function}'s Timeout ({function_timeout_seconds:g} s in "
+                f"template.yaml): lower LLM_TIMEOUT_SECONDS to at most "
                 f"{max(function_timeout_seconds - reserve_seconds, 0):g} or raise the Timeout"
             )
+            raise ConfigError("invalid configuration: " + problem, (problem,))
         return self
 
     @property

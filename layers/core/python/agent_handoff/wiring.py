@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import os
-from functools import cache, lru_cache
+from collections.abc import Mapping
+from functools import cache, lru_cache, partial
 from typing import Any
 
 from .config import Settings
@@ -343,16 +344,32 @@ def management_client(endpoint_url: str) -> Any:
     return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
 
 
-def check() -> None:
+def llm_reserves() -> dict[str, float]:
+    """The functions that run a model turn (template.yaml's logical ids) and what each handler keeps
+    back from its Timeout besides one model call: what `check_llm_budget` is given at cold start."""
+    from .sms.service import FALLBACK_RESERVE_SECONDS as SMS_RESERVE
+    from .voice.relay import FALLBACK_RESERVE_SECONDS as VOICE_RESERVE
+
+    return {"InboundSmsFunction": SMS_RESERVE, "VoiceRelayFunction": VOICE_RESERVE}
+
+
+def check(function_timeouts: Mapping[str, float] | None = None) -> None:
     """Every check the functions make at cold start, at once: `make local` runs it before it listens.
 
     The settings' values first (all of them named in one ConfigError), then what each function's
     services require, built as a cold start builds them (clients are made, nothing is called).
+    `function_timeouts`: each function's Timeout by logical id; the model-running ones among them
+    get the LLM budget check their cold start makes (Lambda alone knows the Timeout there).
     """
     current = settings()
     problems: list[str] = []
+    budgets = [
+        partial(current.check_llm_fits, function_timeouts[name], reserve_seconds=reserve, function=name)
+        for name, reserve in llm_reserves().items()
+        if function_timeouts and name in function_timeouts
+    ]
     builders = (lambda: current.require("TWILIO_AUTH_TOKEN"), sms_service, dispatcher, watchdog, releaser, voice_calls)
-    for build in (*builders, voice_relay, transcript_service):
+    for build in (*builders, voice_relay, transcript_service, *budgets):
         try:
             build()
         except ConfigError as exc:

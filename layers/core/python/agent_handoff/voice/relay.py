@@ -55,6 +55,11 @@ PROMISE_GRACE_SECONDS = 10
 # Between the agent's deadline and the turn's: a model stopped at its deadline leaves the agent
 # this long to store its handoff and post its apology and `end` (tens of milliseconds in a region).
 WRAP_UP_SECONDS = 0.5
+# Kept back by the handler from each frame's turn for its fallback (apologise, store a handoff, post
+# text and end): three DynamoDB writes and two posts, measured at 37 ms p50 and 108 ms at worst
+# against moto and a loopback endpoint, some hundreds of ms at p99 in a region: 2 s leaves room for
+# a throttled retry. With one model call it must fit the function's Timeout (checked at cold start).
+FALLBACK_RESERVE_SECONDS = 2.0
 
 __all__ = ["ConnectResult", "FrameResult", "FrameSender", "RelayPolicy", "VoiceRelay"]
 
