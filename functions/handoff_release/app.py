@@ -31,6 +31,8 @@ def handler(event, context):
         release.authenticate(event, wiring.settings().handoff_release_token)
         request = release.parse(event)
         logger.append_keys(customer=mask_phone(request.customer))
+        if request.handoff_id or request.conversation_id:  # the handoff the release names
+            logger.append_keys(named_handoff=request.handoff_id, conversation_id=request.conversation_id)
         outcome = wiring.releaser().release(
             request, deadline=Deadline.from_context(context, reserve_seconds=RESERVE_SECONDS)
         )
