@@ -51,5 +51,9 @@ class StoreNoAnswer(StoreError):
     """DynamoDB's answer was lost (a read timeout, a dropped connection): the write may or may not have been applied."""
 
 
+class HeldForAnotherHandoff(Exception):
+    """A release named one handoff, and the conversation is with a person for another: nothing was released."""
+
+
 class ProviderError(Exception):
     """The LLM provider failed, timed out or answered something unusable."""

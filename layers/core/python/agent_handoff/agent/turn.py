@@ -14,6 +14,7 @@ from typing import NamedTuple
 from ..deadline import Deadline
 from ..errors import ProviderError
 from ..handoff import HANDOFF_TOOL_DESCRIPTION, HANDOFF_TOOL_NAME, HANDOFF_TOOL_PARAMETERS
+from ..pan_redaction import redact_pans
 from ..storage.records import Turn
 from .messages import ChatMessage, ChatProvider, Completion, ToolCall, ToolSpec
 from .policy import Escalation, EscalationPolicy
@@ -214,7 +215,8 @@ class Agent:
         reason = (call.arguments or {}).get("reason")
         if not isinstance(reason, str) or not reason.strip():
             reason = "The AI agent asked for a human without giving a reason."
-        result = on_handoff(HandoffRequest(reason.strip()[:500], summary, "llm"))
+        # Card numbers out before the cut, which could leave part of one that no longer passes Luhn.
+        result = on_handoff(HandoffRequest(redact_pans(reason.strip())[:500], summary, "llm"))
         initiated = result.get("status") == "handoff_initiated"
         if completion.text and not voice.parts:
             voice.say(completion.text)  # what a non-streaming model said alongside its tool call

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..errors import ConcurrentUpdate, StoreBusy, StoreError, StoreNoAnswer
+from ..pan_redaction import redact_pans
 from .records import Turn
 
 
@@ -101,7 +102,8 @@ def history_attribute(turns: Iterable[Turn], *, max_bytes: int = HISTORY_MAX_BYT
         if size + cost > max_bytes:
             if not kept:
                 room = max(0, max_bytes - size - (cost - len(turn.text.encode())))
-                kept.append(_turn_element(turn, _cut(turn.text, room)))
+                # Card numbers out before the cut: a cut inside one would keep digits that no longer pass Luhn.
+                kept.append(_turn_element(turn, _cut(redact_pans(turn.text), room)))
             break
         kept.append(element)
         size += cost

@@ -23,7 +23,7 @@ import json
 import uuid
 from typing import Any
 
-from ..errors import ConcurrentUpdate, StoreBusy, StoreError
+from ..errors import ConcurrentUpdate, HeldForAnotherHandoff, StoreBusy, StoreError
 from .dynamo import DynamoTable, TransactionCancelled, history_attribute, history_from, n, plain_item, s
 from .records import Conversation, HandoffRecord, Hold, MessageClaim, StudioContact, TurnCommit
 from .transcripts import pointer_put
@@ -119,20 +119,37 @@ class SessionStore(DynamoTable):
         """Release a conversation from its human: the hold ends now, as if it had expired."""
         return self.release_hold(key, now=now) is not None
 
-    def release_hold(self, key: str, *, now: int) -> Hold | None:
+    def release_hold(self, key: str, *, now: int, handoff_id: str = "", conversation_id: str = "") -> Hold | None:
         """End a conversation's active hold now (its human is done); the hold as it was, or None.
 
+        With `handoff_id` and/or `conversation_id`, only that handoff's hold is ended: a release
+        meant for one handoff that arrives late (a stale desk row, a retry, Studio ending an old
+        task) must not release the customer's next one. An active hold of another handoff raises
+        HeldForAnotherHandoff and changes nothing. Without them, whatever hold is active is ended.
         The version moves on, so a turn computed against the held state is retried on fresh state.
         """
+        condition = "attribute_exists(#hold) AND #hold.#until > :now"
+        values: dict[str, Any] = {":now": now, ":one": 1}
+        if handoff_id:
+            condition += " AND #hold.handoffId = :handoff"
+            values[":handoff"] = handoff_id
+        if conversation_id:
+            condition += " AND conversationId = :conversation"
+            values[":conversation"] = conversation_id
         try:
             response = self._update(
                 key,
                 "SET #hold.#until = :now, version = version + :one",
-                condition="attribute_exists(#hold) AND #hold.#until > :now",
-                values={":now": now, ":one": 1},
+                condition=condition,
+                values=values,
                 ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ConcurrentUpdate:
+        except ConcurrentUpdate as exc:
+            if (handoff_id or conversation_id) and exc.existing:
+                held = _conversation_from(plain_item(exc.existing)).hold
+                if held is not None and held.active(now):
+                    raise HeldForAnotherHandoff(key) from None
             return None
         return _conversation_from(plain_item(response["Attributes"])).hold
 

@@ -404,9 +404,11 @@ class VoiceRelay:
         if abandoned.is_set():
             return "", ""
         if speaker.finish():
-            history = (*call.history, Turn("assistant", outcome.reply))[-self._policy.history_limit :]
             self._calls.finish_turn(
-                call_sid, turn=call.turn, history=history, unresolved_attempts=outcome.unresolved_attempts
+                call,
+                Turn("assistant", outcome.reply),
+                unresolved_attempts=outcome.unresolved_attempts,
+                history_limit=self._policy.history_limit,
             )
         else:
             log.info("turn %d of call %s was interrupted or a post failed", call.turn, call_sid)
