@@ -339,3 +339,29 @@ def test_bedrock_error_is_a_provider_error(converse):
     _, provider = converse((400, {"__type": "ValidationException", "message": "bad"}))
     with pytest.raises(ProviderError, match="ValidationException"):
         provider.complete("s", [ChatMessage("user", "x")], [])
+
+
+def test_an_empty_message_reaches_bedrock_as_a_user_turn(converse):
+    """An MMS with no text has an empty Body. Converse wants the conversation to end with a user
+    turn, and an empty text block is no block: the model must see the message as something, not
+    a conversation ending on its own reply (Bedrock refuses that, and the customer is handed off
+    for nothing)."""
+    answer = {
+        "output": {"message": {"role": "assistant", "content": [{"text": "What can I help you with?"}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
+        "metrics": {"latencyMs": 1},
+    }
+    server, provider = converse((200, answer))
+    agent = Agent(provider, channel="SMS", handoff_reply="A person will follow up.")
+
+    outcome = agent.take_turn(
+        (Turn("user", "hi"), Turn("assistant", "Hello! How can I help?")),
+        "",
+        unresolved_attempts=0,
+        on_handoff=lambda reason: tool_result("SMS"),
+    )
+
+    sent = server.requests[0][2]["messages"]
+    assert sent[-1] == {"role": "user", "content": [{"text": "(no text)"}]}
+    assert not outcome.handed_off and outcome.reply == "What can I help you with?"

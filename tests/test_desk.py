@@ -205,3 +205,38 @@ def test_the_desk_answers_this_machine_only(stack):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(forwarded, timeout=10)  # noqa: S310
         assert refused.value.code == 404, path
+
+
+def get_with_host(stack, path: str, host: str) -> tuple[int, str]:
+    import http.client
+
+    where = urlsplit(stack.url)
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode()
+    finally:
+        connection.close()
+
+
+def test_the_desk_refuses_a_web_page_dns_rebound_to_this_machine(stack):
+    """A page the developer visits (attacker.example, its name rebound to 127.0.0.1) reaches the loopback port
+    from this machine's browser, with no proxy header: only its Host tells it apart. It must get neither the
+    desk's release token nor a customer's number."""
+    customer = "+14155550177"
+    text_as(stack, customer, "I want to talk to a person")
+    assert any(r.to == customer for r in stack.studio.created)  # a handoff is on the desk
+    port = urlsplit(stack.url).port
+    token = stack.env["HANDOFF_RELEASE_TOKEN"]
+    views = ("/desk", "/desk/handoffs", "/desk/desk.js", "/_local/handoffs", "/_local/studio-executions")
+
+    for host in ("attacker.example:3000", f"attacker.example:{port}", f"127.0.0.1:{port + 1}", "127.0.0.1@x", ""):
+        for path in views:
+            status, body = get_with_host(stack, path, host)
+            assert status == 404 and token not in body and customer not in body, (host, path)
+
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"[::1]:{port}"):
+        status, page = get_with_host(stack, "/desk", host)
+        assert status == 200 and token in page, host
+    assert customer in get_with_host(stack, "/desk/handoffs", f"localhost:{port}")[1]

@@ -48,6 +48,9 @@ def test_handoff_reaches_studio_with_the_contract_fields(aws, studio, outbox, la
     assert execution.username == sample.ACCOUNT_SID  # Basic auth with the account when no API key is set
     data = execution.handoff_data
     assert set(data) == {"conversationId", "storeId", "profileId", "attributes"}
+    (record,) = aws.items("HANDOFF#")
+    # TAC flows read flow.data.HandoffData; the handoff's id rides beside it, to find a lost answer's execution.
+    assert json.loads(execution.parameters) == {"HandoffData": data, "handoffId": record["handoffId"]}
     assert data["attributes"]["reason"] == "The customer asked to speak with a human agent."
     assert data["conversationId"] == aws.items("CONV#")[0]["conversationId"]
     (record,) = aws.items("HANDOFF#")

@@ -75,8 +75,9 @@ def test_a_batch_is_worked_to_the_deadline_and_what_is_left_goes_back_released(a
 
     records = by_customer(aws)
     assert {h["status"] for h in records.values()} == {"delivered"}
-    assert records[CUSTOMERS[1]]["outcome"] == "already_active"  # its lost answer's execution, found
+    assert records[CUSTOMERS[1]]["outcome"] == "found"  # its lost answer's execution, found before any post
     assert sorted(r.to for r in studio.created) == sorted(CUSTOMERS)  # exactly one each
+    assert [r.status for r in studio.requests if r.to == CUSTOMERS[1]] == [201]  # never posted again
     assert aws.dead_letters() == []
 
 
@@ -140,8 +141,8 @@ def test_a_killed_dispatcher_holds_its_record_one_budget_and_the_retry_delivers_
 
     assert 0 < sum(waited) <= RECORD_BUDGET_SECONDS + SETTLE_SECONDS + 1
     record = aws.items("HANDOFF#")[0]
-    assert record["status"] == "delivered" and record["outcome"] == "already_active"
-    assert len(studio.created) == 1 and "promise" not in record
+    assert record["status"] == "delivered" and record["outcome"] == "found"
+    assert len(studio.created) == 1 and len(studio.requests) == 1 and "promise" not in record
 
 
 def test_a_lease_that_outlives_the_deadline_is_left_to_the_stream(aws, studio, monkeypatch):

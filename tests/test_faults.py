@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from agent_handoff import wiring
+from agent_handoff.sms import service as sms_service
 from agent_handoff.sms.service import SmsService
 from conftest import load_handler
 from devtools.samples import sample
@@ -75,19 +78,30 @@ def test_dynamodb_failing_under_the_dispatcher_loses_nothing(aws, studio, lambda
     assert len(studio.created) == 1 and aws.items("HANDOFF#")[0]["status"] == "delivered"
 
 
-def test_dynamodb_timeout_on_an_sms_turn_is_a_500_and_the_retry_succeeds(aws, lambda_context, monkeypatch):
+def test_dynamodb_timing_out_on_every_commit_gets_the_texter_an_apology_not_a_500(
+    aws, lambda_context, monkeypatch, function_logs
+):
+    """Twilio does not retry a 5xx, so a 500 would leave the texter in silence for good. Each send of
+    the commit times out: it is sent again under the same idempotency token (the lost answer may
+    hide an applied commit) until the deadline, then the texter gets an honest apology (nothing was
+    recorded, so no person is promised) and the operator an alarmed metric."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     event = human_event()
     client = wiring.session_store()._client
-    real_transact = client.transact_write_items
+    sends = []
 
     def timing_out(**kwargs):
+        sends.append(kwargs)
         raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
 
     monkeypatch.setattr(client, "transact_write_items", timing_out)
-    assert sms_app.handler(event, lambda_context)["statusCode"] == 500
-    assert aws.items() == []  # the claim was released: nothing half-done
+    monkeypatch.setattr(wiring.sms_service(), "_sleep", lambda seconds: None)
+    response = sms_app.handler(event, lambda_context)
 
-    monkeypatch.setattr(client, "transact_write_items", real_transact)
-    retried = sms_app.handler(event, lambda_context)
-
-    assert retried["statusCode"] == 200 and len(aws.items("HANDOFF#")) == 1
+    assert response["statusCode"] == 200
+    assert "try again in a few minutes" in response["body"] and "person" not in response["body"]
+    assert len(sends) == sms_service.MAX_COMMIT_SENDS
+    assert len({send["ClientRequestToken"] for send in sends}) == 1  # every send is the same commit
+    assert aws.items() == []  # the claim was released: nothing half-done, nothing promised
+    metrics = [json.loads(line) for line in function_logs.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [m["StoreUnavailable"] for m in metrics if "StoreUnavailable" in m] in ([[1.0]], [1.0])  # counted once

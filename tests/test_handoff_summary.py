@@ -4,6 +4,7 @@ built from the last turns; bounded, cut at a word, and without card numbers."""
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -11,21 +12,23 @@ import pytest
 from agent_handoff import wiring
 from agent_handoff.agent.messages import ChatMessage, Completion, ToolCall
 from agent_handoff.agent.openai_chat import OpenAIChatProvider
-from agent_handoff.agent.summary import conversation_summary
+from agent_handoff.agent.summary import QUOTE_MAX, conversation_summary
 from agent_handoff.agent.turn import HANDOFF_TOOL, Agent, HandoffRequest
 from agent_handoff.config import Settings
 from agent_handoff.errors import ProviderError
 from agent_handoff.handoff import SUMMARY_MAX, build_payload, tool_result
-from agent_handoff.pan_redaction import MASK
+from agent_handoff.pan_redaction import MASK, redact_pans
 from agent_handoff.payload_limits import ELLIPSIS
 from agent_handoff.storage.records import Turn
 from conftest import load_handler
 from devtools.fakes.llm import LlmAnswer, ScriptedLlmFake
 from devtools.fakes.loopback import LoopbackServer, QuietHandler
 from devtools.samples import sample
-from devtools.samples.events import http_api_event, sms_params
+from devtools.samples.events import DEFAULT_HOST, http_api_event, sms_params
+from streams import Outbox
 
 sms_app = load_handler("inbound_sms")
+dispatch_app = load_handler("handoff_dispatch")
 HISTORY = (
     Turn("user", "My parcel never arrived"),
     Turn("assistant", "You can track an order with the link in your confirmation email."),
@@ -249,3 +252,77 @@ def test_card_numbers_are_removed_from_the_summary_before_it_is_cut():
         conversation_id="conv_1", reason="r", routing_attributes={}, summary=f"Card {pan} was declined twice."
     )
     assert spoken.attributes["summary"] == f"Card {MASK} was declined twice."
+
+
+# A card number in what the customer said, where a shortening cut lands inside it: each text must lose its
+# card numbers before it is cut, or the 12 digits left (no longer a valid card number) reach Studio and Flex.
+CARD = "4111 1111 1111 1111"  # Luhn-valid (Visa test PAN)
+CARD_MESSAGE = (
+    "I was charged twice for one order last week and nobody answered my emails, "
+    "please put me through to a person, my card is " + CARD + " thanks"
+)
+
+
+def longest_card_prefix_in(text: str) -> int:
+    """How many leading digits of CARD appear, in order and in one run of digit groups, in `text`."""
+    pan = re.sub(r"\D", "", CARD)
+    best = 0
+    for run in re.findall(r"\d[\d\s\-\u2010-\u2015\u2212./]*\d|\d", text):
+        digits = re.sub(r"\D", "", run)
+        for start in range(len(digits)):
+            n = 0
+            while start + n < len(digits) and n < len(pan) and digits[start + n] == pan[n]:
+                n += 1
+            best = max(best, n)
+    return best
+
+
+def test_a_card_number_across_a_quotes_cut_is_removed_before_the_cut():
+    assert CARD_MESSAGE.index(CARD) < QUOTE_MAX - 1 < CARD_MESSAGE.index(CARD) + len(CARD)  # the cut is inside it
+    said = CARD_MESSAGE.replace(CARD, CARD.replace(" ", "\u2013"))  # a model writes en dashes
+    history = [Turn("user", CARD_MESSAGE), Turn("assistant", "I read back " + said)]
+
+    summary = conversation_summary(history, CARD_MESSAGE, channel="SMS")
+
+    # The mask may itself be cut ("[card…"): what is left of the text is its redacted start.
+    assert longest_card_prefix_in(summary) == 0 and summary.count("[card") == 3
+    assert "\u201cI was charged twice" in summary and "The AI agent last answered: \u201cI read back" in summary
+
+
+def test_a_card_number_across_the_reasons_cut_is_removed_before_the_cut():
+    reason = "x" * 490 + " card " + CARD + " declined"  # cut at 500 characters: inside the card number
+    request = requested(Scripted(handoff_call(reason=reason), Completion("On it.")))
+
+    assert longest_card_prefix_in(request.reason) == 0 and request.reason == redact_pans(reason)[:500]
+
+
+def test_sms_built_summary_reaches_studio_without_a_stub_of_a_card_number(aws, studio, lambda_context):
+    """The customer's message is quoted shortened to QUOTE_MAX; its card number straddles the cut."""
+    params = sms_params(account_sid=sample.ACCOUNT_SID, body=CARD_MESSAGE, agent=sample.AGENT_NUMBER)
+    response = sms_app.handler(http_api_event("/sms", params, auth_token=sample.AUTH_TOKEN), lambda_context)
+    assert response["statusCode"] == 200
+
+    outbox = Outbox(aws.dynamodb)
+    while (event := outbox.next_event()) is not None:
+        dispatch_app.handler(event, lambda_context)
+    (execution,) = studio.created
+    summary = execution.handoff_data["attributes"]["summary"]
+
+    assert longest_card_prefix_in(summary) == 0, f"card digits reached Studio in the summary: {summary!r}"
+    assert summary.startswith("The customer said: \u201cI was charged twice")
+
+
+def test_voice_end_frames_built_summary_carries_no_stub_of_a_card_number(voice_call, monkeypatch):
+    """TWILIO.md: ConversationRelay's handoffData must not carry card data (PCI)."""
+    monkeypatch.setenv("TRANSCRIPT_BASE_URL", f"https://{DEFAULT_HOST}")
+    wiring.reset()
+    call = voice_call()
+    assert call.dial()["statusCode"] == 200 and call.connect() == 200 and call.setup() == []
+
+    call.say(CARD_MESSAGE)
+
+    end = call.end_message
+    assert end is not None, "the caller asked for a person: an end frame is owed"
+    summary = json.loads(end["handoffData"])["attributes"]["summary"]
+    assert longest_card_prefix_in(summary) == 0, f"card digits in the end frame's handoffData: {summary!r}"
+    assert summary.startswith("The caller said: \u201cI was charged twice")

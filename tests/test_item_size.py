@@ -74,6 +74,13 @@ def test_a_single_turn_bigger_than_the_budget_is_cut_on_a_character_boundary():
     assert text and set(text) == {WIDE}
 
 
+def test_a_turn_cut_to_fit_loses_its_card_numbers_before_the_cut():
+    """A cut inside a card number would keep digits that no longer pass Luhn, so the page could not remove them."""
+    text = "x" * 980 + " 4111 1111 1111 1111 and then some more words"  # the cut falls inside the number
+    (kept,) = texts(history_attribute([Turn("user", text)], max_bytes=1_020))
+    assert "4111" not in kept and "[card" in kept and kept.startswith("x" * 980)
+
+
 def _plain_items(aws, prefix):
     return [
         item

@@ -340,12 +340,12 @@ def grouped(digits: str, sizes: list[int], separator: str) -> str:
 pans = st.integers(min_value=12, max_value=18).flatmap(
     lambda n: st.text("0123456789", min_size=n, max_size=n).map(luhn_complete)
 )
+# How people and models separate a card's groups: spaces (NBSP too), dashes of every kind, dots, slashes.
+SEPARATORS = [" ", "-", " - ", "\u00a0", "\u2010", "\u2013", "\u2014", " \u2013 ", "\u2212", ".", "/", " / "]
 pan_layouts = st.one_of(
     st.just(("plain", [], "")),
-    st.tuples(st.just("fours"), st.just([4, 4, 4, 4]), st.sampled_from([" ", "-"])),
-    st.tuples(
-        st.just("random"), st.lists(st.integers(1, 6), min_size=1, max_size=8), st.sampled_from([" ", "-", " - "])
-    ),
+    st.tuples(st.just("fours"), st.just([4, 4, 4, 4]), st.sampled_from(SEPARATORS)),
+    st.tuples(st.just("random"), st.lists(st.integers(1, 6), min_size=1, max_size=8), st.sampled_from(SEPARATORS)),
 )
 boundaries = st.sampled_from([" ", ", ", ": ", "\n", "(", " #", "."])
 
@@ -373,7 +373,7 @@ def test_a_card_number_anywhere_in_the_reason_is_gone_from_everything_sent(pan, 
     ]
     for text in sent:
         assert written not in text
-        assert pan not in re.sub(r"[\s\-]", "", text)
+        assert pan not in re.sub(r"[\s\-\u2010-\u2015\u2212./]", "", text)
 
 
 phones = st.one_of(
@@ -409,6 +409,14 @@ def test_phone_numbers_and_order_numbers_that_fail_luhn_survive(phone, order, fi
         ("order 4111111111111112 (not a card)", "order 4111111111111112 (not a card)"),
         ("call +1 415 555 0100 or 020 7946 0958", "call +1 415 555 0100 or 020 7946 0958"),
         ("ref 12345678901234567890123", "ref 12345678901234567890123"),  # 23 digits: not a card number
+        ("card 4111\u20131111\u20131111\u20131111 ok", f"card {MASK} ok"),  # en dashes, as a model writes it
+        ("card 4111\u20141111\u20141111\u20141111", f"card {MASK}"),  # em dashes
+        ("card 4111 \u2013 1111 \u2013 1111 \u2013 1111", f"card {MASK}"),
+        ("card 4111.1111.1111.1111.", f"card {MASK}."),
+        ("card 4111/1111/1111/1111", f"card {MASK}"),
+        ("card 4111\u00a01111\u00a01111\u00a01111", f"card {MASK}"),  # no-break spaces
+        ("call 415.555.0123 or 415/555/0100", "call 415.555.0123 or 415/555/0100"),  # phones fail the length
+        ("order 4111.1111.1111.1112 on 2024/01/15", "order 4111.1111.1111.1112 on 2024/01/15"),  # fails Luhn
     ],
 )
 def test_redaction_examples(text, expected):

@@ -180,3 +180,12 @@ def test_stack_outputs_name_the_queue_and_table():
             }
 
     assert redrive.stack_outputs(Fake(), "s") == {"DeadLetterQueueUrl": "q", "SessionsTableName": "t"}
+
+
+def test_the_stack_s_parameters_name_the_flow_redrive_checks_newer_handoffs_against():
+    class Fake:
+        def describe_stacks(self, StackName):
+            parameters = [{"ParameterKey": "StudioHandoffFlowSid", "ParameterValue": sample.FLOW_SID}]
+            return {"Stacks": [{"Parameters": parameters, "Outputs": []}]}
+
+    assert redrive.stack_parameters(Fake(), "s") == {"StudioHandoffFlowSid": sample.FLOW_SID}

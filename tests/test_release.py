@@ -109,7 +109,117 @@ def test_release_is_refused_when_no_token_is_configured(aws, lambda_context, mon
         ({"customer": sample.CUSTOMER_NUMBER, "agentNumber": sample.AGENT_NUMBER, "channel": "voice"}, None),
         ({"x": "y"}, "[1, 2]"),
         ({"x": "y"}, "{not json"),
+        ({"customer": sample.CUSTOMER_NUMBER, "agentNumber": sample.AGENT_NUMBER, "handoffId": ["sms-SM1"]}, None),
+        ({"customer": sample.CUSTOMER_NUMBER, "agentNumber": sample.AGENT_NUMBER, "handoffId": 12}, None),
+        ({"customer": sample.CUSTOMER_NUMBER, "agentNumber": sample.AGENT_NUMBER, "conversationId": "a b"}, None),
+        ({"customer": sample.CUSTOMER_NUMBER, "agentNumber": sample.AGENT_NUMBER, "conversationId": "c" * 129}, None),
     ],
 )
 def test_bad_release_bodies_are_400(aws, lambda_context, fields, body):
+    text("I need a human", lambda_context)
+    before = aws.items()
     assert release(lambda_context, body=body, **fields)[0] == 400
+    assert aws.items() == before
+
+
+# -- a release names its handoff --------------------------------------------------------------------
+
+CUSTOMER_FIELDS = {"customer": sample.CUSTOMER_NUMBER, "agentNumber": sample.AGENT_NUMBER}
+
+
+def hand_off_twice(aws, lambda_context):
+    """H1 handed off and released, then H2 with a person: (H1's hold, H2's hold, H2's conversation item)."""
+    text("I need a human", lambda_context)
+    first = aws.items("CONV#")[0]
+    assert release(lambda_context)[0] == 200
+    text("I want to talk to a real person", lambda_context)
+    second = aws.items("CONV#")[0]
+    assert second["hold"]["handoffId"] != first["hold"]["handoffId"]
+    return first, second
+
+
+@pytest.mark.parametrize(
+    "names_h1",
+    [
+        lambda h1: {"handoffId": h1["hold"]["handoffId"]},
+        lambda h1: {"conversationId": h1["conversationId"]},
+        lambda h1: {"handoffId": h1["hold"]["handoffId"], "conversationId": h1["conversationId"]},
+    ],
+    ids=["handoffId", "conversationId", "both"],
+)
+def test_a_late_release_of_one_handoff_is_409_and_leaves_the_next_one_with_its_person(aws, lambda_context, names_h1):
+    first, _ = hand_off_twice(aws, lambda_context)
+    before = aws.items()
+
+    status, body = release(lambda_context, **CUSTOMER_FIELDS, **names_h1(first))
+
+    assert status == 409 and body["released"] is False and "another handoff" in body["error"]
+    assert aws.items() == before  # H2's hold, its version and its record untouched
+    assert "<Message>" not in text("hello?", lambda_context)["body"]  # the AI still stays silent
+
+
+def test_a_release_that_names_the_current_handoff_releases_it(aws, lambda_context):
+    _, second = hand_off_twice(aws, lambda_context)
+    named = {"handoffId": second["hold"]["handoffId"], "conversationId": second["conversationId"]}
+
+    status, body = release(lambda_context, **CUSTOMER_FIELDS, **named)
+
+    assert (status, body["released"], body["handoffId"]) == (200, True, second["hold"]["handoffId"])
+    assert release(lambda_context, **CUSTOMER_FIELDS, **named)[0] == 404  # a second click: nothing left to release
+    assert "Monday" in text("what are your opening hours?", lambda_context)["body"]
+
+
+def test_a_release_naming_a_handoff_of_a_conversation_with_nobody_is_404(aws, lambda_context):
+    text("I need a human", lambda_context)
+    held = aws.items("CONV#")[0]
+    assert release(lambda_context)[0] == 200
+    before = aws.items()
+
+    status, body = release(lambda_context, **CUSTOMER_FIELDS, handoffId=held["hold"]["handoffId"])
+
+    assert status == 404 and "already released" in body["error"] and aws.items() == before
+
+
+def test_a_form_release_with_empty_ids_is_the_two_field_form(aws, lambda_context):
+    """A Studio template that renders an absent value leaves the field empty: the current hold is released."""
+    text("agent please", lambda_context)
+    fields = {**CUSTOMER_FIELDS, "handoffId": "", "conversationId": ""}
+    assert release(lambda_context, authorization=basic(sample.RELEASE_TOKEN), form=True, **fields)[0] == 200
+
+
+def test_a_desk_release_meant_for_one_handoff_leaves_the_customers_next_one_with_its_person(
+    aws, studio, lambda_context
+):
+    """A desk row's Release for H1 (a stale row, a retried click) that arrives after the customer handed off
+    again must not release H2 nor end H2's Studio execution (the new human's)."""
+    from devtools.local.desk import Desk
+    from streams import Outbox
+
+    dispatch_app = load_handler("handoff_dispatch")
+    outbox = Outbox(aws.dynamodb)
+
+    def deliver():
+        while (event := outbox.next_event()) is not None:
+            dispatch_app.handler(event, lambda_context)
+
+    desk = Desk(
+        executions=lambda: list(studio.requests), table=sample.TABLE_NAME, release_token="x", dynamodb=aws.dynamodb
+    )
+    text("I want to talk to a person", lambda_context)
+    deliver()
+    (first_row,) = desk.handoffs()["handoffs"]
+    assert first_row["status"] == "with_person"
+    assert release(lambda_context, **first_row["release"])[1]["released"] is True  # H1's human is done
+
+    text("what are your opening hours?", lambda_context)  # the AI answers again: a new conversation
+    text("I want to talk to a real person", lambda_context)  # H2
+    deliver()
+    second_row = next(r for r in desk.handoffs()["handoffs"] if r["id"] != first_row["id"])
+    assert second_row["status"] == "with_person" and second_row["conversationId"] != first_row["conversationId"]
+    assert studio.ended == [first_row["id"]]  # H1's release ended H1's execution
+
+    status, answer = release(lambda_context, **first_row["release"])  # H1's Release, once more
+
+    assert (status, answer["released"]) == (409, False), f"H1's release released H2 instead: {answer}"
+    assert next(r for r in desk.handoffs()["handoffs"] if r["id"] == second_row["id"])["status"] == "with_person"
+    assert studio.ended == [first_row["id"]]  # and H2's, the new human's, was not ended

@@ -385,6 +385,50 @@ def test_voice_handoff_links_to_the_calls_turns_including_what_was_heard_before_
     assert "+14*******00" in body and call.caller not in body
 
 
+HOURS = "We're open Monday to Friday, nine to five, and on Saturday mornings."
+CANADA = "Yes, we deliver to Canada within five working days."
+
+
+def test_a_barge_in_whose_interrupt_frame_runs_late_keeps_every_answer_in_order(
+    linked_call, monkeypatch, lambda_context
+):
+    """The caller talks over answer A to ask B: Twilio sends `interrupt` (for A), then `prompt` B. API Gateway
+    runs each frame as its own invocation, unordered: here the interrupt runs while B's turn is in flight.
+    The page must show A as heard, then B and B's answer, which the caller heard in full."""
+    from agent_handoff.agent.messages import Completion, ToolCall
+
+    call = linked_call
+
+    class Answers:
+        def complete(self, system, messages, tools, *, deadline=None):
+            if any(m.role == "tool" for m in messages):
+                return Completion(text="A person will take it from here.")
+            asked = messages[-1].text
+            if "hours" in asked:
+                return Completion(text=HOURS)
+            if "Canada" in asked:
+                call.interrupt("We're open Monday")  # the late frame of the barge-in on HOURS
+                return Completion(text=CANADA)
+            return Completion(text="", tool_calls=(ToolCall("c1", "handoff", {"reason": "asked for a person"}),))
+
+    monkeypatch.setattr(wiring, "chat_provider", lambda settings: Answers())
+    wiring.reset()
+    call.say("What are your opening hours?")
+    heard_b = call.spoken(call.say("Do you deliver to Canada?"))
+    call.press("0")
+    attributes = json.loads(call.end_message["handoffData"])["attributes"]
+    turns = Page(open_link(attributes["transcriptUrl"], lambda_context)["body"]).turns
+
+    assert heard_b == CANADA  # the late interrupt did not stop B's answer...
+    assert turns[:4] == [  # ...and the human reads what the caller heard, in order
+        ("customer", "What are your opening hours?"),
+        ("agent", "We're open Monday"),
+        ("customer", "Do you deliver to Canada?"),
+        ("agent", CANADA),
+    ]
+    assert f"The AI agent last answered: \u201c{CANADA}\u201d" in attributes["summary"]
+
+
 def test_a_call_handed_off_by_the_action_callback_links_to_its_transcript_too(linked_call, aws, lambda_context):
     """The socket failed twice: the action callback builds the payload, with a summary, a link and its pointer."""
     call = linked_call

@@ -126,3 +126,55 @@ def test_json_has_the_same_facts_masked():
 )
 def test_json_only_when_asked_for(accept, as_json):
     assert page.wants_json(accept) is as_json
+
+
+# The customer's own number, as people write it: the page masks it in every form, wherever it is shown.
+OWN_NUMBER_FORMS = [
+    "+14155550123",
+    "+1 415 555 0123",
+    "+1 (415) 555-0123",
+    "(415) 555-0123",
+    "415-555-0123",
+    "415.555.0123",
+    "415 555 0123",
+    "4155550123",
+    "1-415-555-0123",
+    "+1\u00a0415\u2013555\u20130123",
+]
+
+
+@pytest.mark.parametrize("written", OWN_NUMBER_FORMS)
+def test_the_customers_own_number_is_masked_in_any_common_format_everywhere_on_the_page(written):
+    said = f"call me back on {written}, or on my wife's 415-555-0199, about order 20240115"
+    shown = transcript(
+        turns=(Turn("user", said),),
+        reason=f"Customer at {written} wants a callback.",
+        summary=f"The caller said: \u201c{said}\u201d.",
+    )
+
+    html = unescape(page.render_html(shown, link_expires_at=1))
+    data = json.loads(page.render_json(shown, link_expires_at=1))
+
+    for text in (html, json.dumps(data, ensure_ascii=False)):
+        assert written not in text and "555-0123" not in text and "5550123" not in text
+        # Other numbers stay: the human may need the callback number or the order the customer gave.
+        assert "415-555-0199" in text and "order 20240115" in text
+    assert html.count("+14*******23") == 1 + 3  # the caller fact; the turn, the reason, the summary
+    assert data["turns"][0]["text"].startswith("call me back on +14*******23, or on")
+    assert data["handoff"]["reason"] == "Customer at +14*******23 wants a callback."
+
+
+def test_a_uk_number_written_nationally_or_with_00_is_the_same_number():
+    shown = transcript(customer="+442079460958", turns=(Turn("user", "ring 020 7946 0958 or 0044 20 7946 0958"),))
+
+    data = json.loads(page.render_json(shown, link_expires_at=1))
+
+    assert data["turns"][0]["text"] == "ring +44********58 or +44********58"
+
+
+def test_the_customers_number_is_masked_when_other_digits_follow_it():
+    shown = transcript(turns=(Turn("user", "call 415 555 0123 2 times, not 1415 555 0124"),))
+
+    data = json.loads(page.render_json(shown, link_expires_at=1))
+
+    assert data["turns"][0]["text"] == "call +14*******23 2 times, not 1415 555 0124"

@@ -16,6 +16,7 @@ from tac.models.handoff import HandoffPayload as TacHandoffPayload
 from tac.models.handoff import PendingHandoffData
 
 from agent_handoff import wiring
+from agent_handoff.storage.records import Turn
 from agent_handoff.voice.speaker import CONFIRMATION_WINDOW_SECONDS
 from conftest import RELAY_URL
 from devtools.phones.voice_caller import Functions, VoiceCall
@@ -179,6 +180,96 @@ def test_interrupted_reply_stops_and_history_keeps_what_was_heard(call, connecti
 
     after = call.say("what are your hours")  # the call goes on normally
     assert after[-1]["last"] is True
+
+
+# -- an interrupt that runs late: API Gateway does not order frames ---------------------------------
+
+HOURS = "We're open Monday to Friday, 8am to 6pm, and Saturday 9am to 1pm."
+
+
+def two_turns_in(call, aws):
+    """Answer A (the opening hours) stored, then the caller's next prompt B claimed, its answer in flight."""
+    answered(call)
+    call.say("What are your opening hours?")
+    store = wiring.call_store()
+    claimed = store.start_turn(call.call_sid, call.connection_id, "Do you deliver to Canada?")
+    assert [t.text for t in claimed.history][-2:] == [HOURS, "Do you deliver to Canada?"]
+    return store, claimed
+
+
+def test_a_late_interrupt_rewrites_the_answer_it_was_for_and_leaves_the_newer_turn_running(call, aws):
+    store, claimed = two_turns_in(call, aws)
+
+    turn = store.record_interrupt(call.call_sid, "we're open monday to", history_limit=20)  # case aside
+
+    assert turn == claimed.turn and store.current_turn(call.call_sid) == claimed.turn  # B goes on speaking
+    assert store.finish_turn(claimed, Turn("assistant", "Yes, we do."), unresolved_attempts=0, history_limit=20)
+    assert stored_call(aws, call.call_sid)["history"][-3:] == [
+        {"role": "assistant", "text": "we're open monday to", "interrupted": True},
+        {"role": "user", "text": "Do you deliver to Canada?"},
+        {"role": "assistant", "text": "Yes, we do."},  # added to the history as the interrupt left it
+    ]
+
+
+def test_an_interrupt_of_the_turn_in_flight_still_stops_it_and_follows_its_prompt(call, aws):
+    store, claimed = two_turns_in(call, aws)
+
+    turn = store.record_interrupt(call.call_sid, "Yes, we deliver", history_limit=20)  # not how A starts
+
+    assert turn == claimed.turn + 1 == store.current_turn(call.call_sid)  # B's invocation stops posting
+    assert not store.finish_turn(
+        claimed, Turn("assistant", "Yes, we deliver anywhere."), unresolved_attempts=0, history_limit=20
+    )
+    assert stored_call(aws, call.call_sid)["history"][-3:] == [
+        {"role": "assistant", "text": HOURS},
+        {"role": "user", "text": "Do you deliver to Canada?"},
+        {"role": "assistant", "text": "Yes, we deliver", "interrupted": True},
+    ]
+
+
+def test_a_very_late_interrupt_after_the_newer_turn_finished_still_finds_its_answer(call, aws):
+    store, claimed = two_turns_in(call, aws)
+    assert store.finish_turn(claimed, Turn("assistant", "Yes, we do."), unresolved_attempts=0, history_limit=20)
+
+    store.record_interrupt(call.call_sid, "We're open Mon", history_limit=20)  # the last word cut short
+
+    assert [t["text"] for t in stored_call(aws, call.call_sid)["history"][-3:]] == [
+        "We're open Mon",
+        "Do you deliver to Canada?",
+        "Yes, we do.",
+    ]
+
+
+def test_an_interrupt_matching_the_stored_current_answer_is_for_it_even_if_an_older_one_starts_alike(call, aws):
+    store, claimed = two_turns_in(call, aws)
+    assert store.finish_turn(
+        claimed, Turn("assistant", "We're open on Sundays too."), unresolved_attempts=0, history_limit=20
+    )
+
+    turn = store.record_interrupt(call.call_sid, "We're open", history_limit=20)
+
+    history = stored_call(aws, call.call_sid)["history"]
+    assert [t.get("interrupted", False) for t in history[-3:]] == [False, False, True]
+    assert history[-1]["text"] == "We're open" and history[-3]["text"] == HOURS
+    assert turn == claimed.turn + 1  # the current turn's: the counter moves past it, as ever
+
+
+@pytest.mark.parametrize(
+    ("heard", "said", "expected"),
+    [
+        ("We're open Monday", HOURS, True),
+        ("we're OPEN monday,", HOURS, True),
+        ("We're open Mon", HOURS, True),  # cut inside a word
+        ("We're", HOURS, True),
+        ("", HOURS, False),  # heard nothing: no answer can be told from another
+        ("open Monday", HOURS, False),
+        ("We're open Monday to Friday, 8am to 6pm, and Saturday 9am to 1pm. Bye", HOURS, False),
+    ],
+)
+def test_an_interrupt_is_matched_to_an_answer_by_how_it_starts(heard, said, expected):
+    from agent_handoff.storage.call_store import _starts_with
+
+    assert _starts_with(said, heard) is expected
 
 
 def test_socket_drops_after_the_handoff_was_decided(call, connections, aws):

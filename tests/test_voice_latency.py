@@ -99,7 +99,10 @@ def test_an_interrupt_during_a_slow_reply_stops_it_within_one_clause(voice_call,
     # The first clause went out after the one read; the second was held and never sent.
     assert [f["token"] for f in reply] == [CLAUSES[0]]
     history = stored_call(aws, call.call_sid)["history"]
-    assert history[-2:] == [{"role": "user", "text": "tell me about pricing"}, {"role": "assistant", "text": heard}]
+    assert history[-2:] == [
+        {"role": "user", "text": "tell me about pricing"},
+        {"role": "assistant", "text": heard, "interrupted": True},
+    ]
 
     after = call.say("what are your hours")  # the call goes on normally
     assert after[-1]["last"] is True

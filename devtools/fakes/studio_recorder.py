@@ -4,8 +4,8 @@ It answers like Twilio (the shapes twilio-python's studio v2 client reads):
 - POST /v2/Flows/{FW}/Executions: 201 with an `FN...` execution, 409 with code 20409 while the
   contact already has an active execution, 401 for wrong credentials, 400 for missing fields;
 - POST /v2/Flows/{FW}/Executions/{FN} with Status=ended: ends it (404 for an unknown one);
-- GET /v2/Flows/{FW}/Executions?status=active&PageSize=N[&Page=P]: one page of executions and
-  a `meta.next_page_url` (there is no filter by contact, as in Studio);
+- GET /v2/Flows/{FW}/Executions?[status=active|ended][&DateCreatedFrom=..][&DateCreatedTo=..]&PageSize=N[&Page=P]:
+  one page of executions and a `meta.next_page_url` (there is no filter by contact, as in Studio);
 - GET /v2/Flows/{FW}/Executions/{FN} and .../{FN}/Context: the execution and its context, with
   the Parameters as `context.flow.data`.
 Any other GET lists what it received, for people and the simulators.
@@ -24,9 +24,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from devtools.fakes.loopback import LoopbackServer, QuietHandler
 
@@ -66,6 +67,7 @@ class StudioRecorder:
         self.ended: list[str] = []  # sids ended through the API, in order
         self.answer_delay = 0.0  # seconds a successful create waits before answering (it is created at once)
         self._executions: dict[str, RecordedExecution] = {}
+        self._foreign_at: dict[str, float] = {}
         self._faults: dict[str, list[ScriptedFault]] = {op: [] for op in OPERATIONS}
         self._chaos: tuple[random.Random, int] | None = None
         self.chaos_faults = 0
@@ -119,6 +121,7 @@ class StudioRecorder:
         sid = "FN" + uuid.uuid4().hex
         with self._lock:
             self.active[(flow_sid, to)] = sid
+            self._foreign_at[sid] = time.time()
         return sid
 
     @property
@@ -237,16 +240,27 @@ class StudioRecorder:
     def _list(self, flow_sid: str, query: dict[str, str]) -> tuple[int, dict]:
         size = max(1, min(int(query.get("PageSize", "50")), 1000))
         page = int(query.get("Page", "0"))
+        since, until = _epoch(query.get("DateCreatedFrom"), 0.0), _epoch(query.get("DateCreatedTo"), float("inf"))
         with self._lock:
             rows = [
                 self._summary(sid, flow, contact)
                 for (flow, contact), sid in self.active.items()
-                if flow == flow_sid and query.get("status", "active") == "active"
+                if flow == flow_sid and query.get("status") in (None, "active")
             ]
+            if query.get("status") != "active":  # ended ones too, as Studio keeps them
+                rows += [
+                    self._summary(record.sid, flow_sid, record.to)
+                    for record in self._executions.values()
+                    if record.flow_sid == flow_sid
+                    and record.state == "ended"
+                    and query.get("status") in (None, "ended")
+                ]
+            rows = [row for row in rows if since <= self._created(row["sid"]) < until]
         chunk = rows[page * size : (page + 1) * size]
         next_url = None
         if (page + 1) * size < len(rows):
-            next_url = f"https://studio.twilio.com/v2/Flows/{flow_sid}/Executions?status=active&PageSize={size}&Page={page + 1}"
+            following = urlencode({**query, "PageSize": size, "Page": page + 1})
+            next_url = f"https://studio.twilio.com/v2/Flows/{flow_sid}/Executions?{following}"
         meta = {"key": "executions", "page": page, "page_size": size, "next_page_url": next_url}
         return 200, {"executions": chunk, "meta": meta}
 
@@ -268,12 +282,19 @@ class StudioRecorder:
         if sid in self._executions:
             self._executions[sid].state = "ended"
 
+    def _created(self, sid: str) -> float:
+        record = self._executions.get(sid)
+        return record.at if record is not None else self._foreign_at.get(sid, 0.0)
+
     def _summary(self, sid: str, flow_sid: str, contact: str) -> dict[str, Any]:
+        record = self._executions.get(sid)
+        created = datetime.fromtimestamp(self._created(sid), tz=UTC)
         return {
             "sid": sid,
             "flow_sid": flow_sid,
             "contact_channel_address": contact,
-            "status": "active",
+            "status": record.state if record is not None else "active",
+            "date_created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "url": f"{self.base_url}/v2/Flows/{flow_sid}/Executions/{sid}",
         }
 
@@ -315,6 +336,13 @@ class StudioRecorder:
             handler.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a scripted timeout): nothing to answer
+
+
+def _epoch(value: str | None, default: float) -> float:
+    """Studio's ISO 8601 query times (DateCreatedFrom/To) as epoch seconds."""
+    if not value:
+        return default
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def _basic_auth(header: str) -> tuple[str, str]:

@@ -88,8 +88,13 @@ class Desk:
                     "transcriptUrl": str(attributes.get("transcriptUrl", "")),
                     "conversationId": data.get("conversationId", ""),
                     "status": _sms_status(conversation, data.get("conversationId", "")),
-                    # What POST /handoff/release names: the human side knows the customer's number.
-                    "release": {"customer": execution.to, "agentNumber": execution.from_},
+                    # What POST /handoff/release names: the customer's number, and this handoff's conversation,
+                    # so a late click (a stale row, a retry) cannot release the customer's next handoff.
+                    "release": {
+                        "customer": execution.to,
+                        "agentNumber": execution.from_,
+                        "conversationId": data.get("conversationId", ""),
+                    },
                 }
             )
         return rows

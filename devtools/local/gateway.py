@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -34,6 +35,8 @@ Handler = Callable[[dict, Any], Any]
 RELAY_PATH = "/relay"
 RELAY_STAGE = RELAY_PATH.strip("/")
 LOOPBACK = ("127.0.0.1", "::1")
+# The names this machine's browser uses for the stack: any other Host is a page DNS-rebound to loopback.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 # What tunnels and proxies add to a request they forward (they connect from this machine too).
 PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP", "CF-Connecting-IP", "X-Forwarded-Host")
 
@@ -169,13 +172,27 @@ class Gateway:
         return web.Response(status=result.get("statusCode", 200), body=payload, headers=headers)
 
     async def _extra(self, request: web.Request) -> web.Response:
-        # The simulators' views (phone numbers, payloads) are for this machine, not a tunnel's visitors.
-        if request.remote not in LOOPBACK or any(h in request.headers for h in PROXY_HEADERS):
+        # The simulators' views (phone numbers, payloads, the desk's release token) are for this machine:
+        # not a tunnel's visitors, nor a web page whose name was rebound to 127.0.0.1 (its Host says so).
+        if (
+            request.remote not in LOOPBACK
+            or any(h in request.headers for h in PROXY_HEADERS)
+            or not self._names_this_stack(request.headers.get("Host", ""))
+        ):
             return web.json_response({"message": "Not Found"}, status=404)
         result = await asyncio.to_thread(self._extra_get[request.path])  # they may read moto: off the loop
         if isinstance(result, web.Response):  # a page (the desk), served as it is
             return result
         return web.json_response(result, dumps=lambda o: json.dumps(o, default=str))
+
+    def _names_this_stack(self, host: str) -> bool:
+        """`host` (a Host header) is a loopback name with this stack's port (or none, on port 80)."""
+        try:
+            where = urlsplit(f"//{host}")
+            port = where.port
+        except ValueError:
+            return False
+        return where.hostname in LOOPBACK_NAMES and (port or 80) == self._port and "@" not in host
 
     # -- WebSocket API ------------------------------------------------------------------
 

@@ -73,3 +73,9 @@ def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
     with errors(f"cannot read stack {stack_name!r}"):
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+def stack_parameters(cloudformation: Any, stack_name: str) -> dict[str, str]:
+    with errors(f"cannot read stack {stack_name!r}"):
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in stacks[0].get("Parameters", [])}

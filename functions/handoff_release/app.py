@@ -12,6 +12,12 @@ from agent_handoff.observability import config_problem, function_logger, metric,
 logger = function_logger("handoff-release")
 
 RESERVE_SECONDS = 1.5  # the answer and its log lines, after Studio's last request
+NOTHING_HELD = "no conversation with this customer is with a person"
+NOT_WITH_A_PERSON = "this handoff is not with a person (already released, expired or failed): nothing released"
+NOT_THIS_HANDOFF = (
+    "this customer is with a person for another handoff (they handed off again since): nothing released; "
+    "a release for the current handoff must name it"
+)
 
 
 def _json(status, body):
@@ -26,6 +32,8 @@ def handler(event, context):
         release.authenticate(event, wiring.settings().handoff_release_token)
         request = release.parse(event)
         logger.append_keys(customer=mask_phone(request.customer))
+        if request.handoff_id or request.conversation_id:  # the handoff the release names
+            logger.append_keys(named_handoff=request.handoff_id, conversation_id=request.conversation_id)
         outcome = wiring.releaser().release(
             request, deadline=Deadline.from_context(context, reserve_seconds=RESERVE_SECONDS)
         )
@@ -38,9 +46,13 @@ def handler(event, context):
         else:
             logger.exception("release not processed")
         return _json(500, {"released": False, "error": "temporarily unable to release"})
+    if outcome.another_handoff:
+        logger.info("release names a handoff that is not the current one")
+        return _json(409, {"released": False, "error": NOT_THIS_HANDOFF})
     if not outcome.released:
         logger.info("nothing to release")
-        return _json(404, {"released": False, "error": "no conversation with this customer is with a person"})
+        named = request.handoff_id or request.conversation_id
+        return _json(404, {"released": False, "error": NOT_WITH_A_PERSON if named else NOTHING_HELD})
     logger.info(
         "hold released",
         extra={"handoff_id": outcome.handoff_id, "execution": outcome.execution_sid, "ended": outcome.execution_ended},

@@ -30,10 +30,12 @@ def answer(request, event, context):
         transcript_base_url=wiring.transcript_base_url(event),
     )
     logger.append_keys(conversation_id=reply.conversation_id or None)
+    if reply.store_unavailable:
+        metric("StoreUnavailable")  # alarmed on: a texter got an apology and nothing was recorded
     logger.info(
         "replied", extra={"duplicate": reply.duplicate, "handed_off": reply.handed_off, "on_hold": reply.on_hold}
     )
-    if not reply.duplicate:
+    if not reply.duplicate and not reply.store_unavailable:
         metric("Turns", channel="sms", kind="on_hold" if reply.on_hold else "agent")
     if reply.handed_off:
         metric("Handoffs", channel="sms", trigger=reply.trigger)

@@ -37,7 +37,22 @@ class ConcurrentUpdate(StoreError):
 
 
 class StoreBusy(StoreError):
-    """DynamoDB refused for now (throttling, a conflicting transaction): the same write may succeed soon."""
+    """DynamoDB refused for now (throttling, a conflicting transaction): the same write may succeed soon.
+
+    `cancelled`: a transaction DynamoDB ran and cancelled, so certainly not applied.
+    """
+
+    def __init__(self, message: str, *, cancelled: bool = False) -> None:
+        super().__init__(message)
+        self.cancelled = cancelled
+
+
+class StoreNoAnswer(StoreError):
+    """DynamoDB's answer was lost (a read timeout, a dropped connection): the write may or may not have been applied."""
+
+
+class HeldForAnotherHandoff(Exception):
+    """A release named one handoff, and the conversation is with a person for another: nothing was released."""
 
 
 class ProviderError(Exception):

@@ -72,9 +72,16 @@ class HandoffPayload:
     def to_json(self) -> str:
         return json.dumps(self.wire(), separators=(",", ":"), ensure_ascii=False)
 
-    def studio_parameters(self) -> str:
-        """The Studio Executions `Parameters` field: the flow reads it as `flow.data.HandoffData`."""
-        return json.dumps({"HandoffData": self.fitted().wire()}, separators=(",", ":"), ensure_ascii=False)
+    def studio_parameters(self, handoff_id: str = "") -> str:
+        """The Studio Executions `Parameters` field: the flow reads it as `flow.data.HandoffData`.
+
+        `handoff_id` rides beside it (`flow.data.handoffId`, which TAC flows never read), so that an
+        execution whose creation was not confirmed can be found by the handoff that started it.
+        """
+        parameters: dict[str, Any] = {"HandoffData": self.fitted().wire()}
+        if handoff_id:
+            parameters["handoffId"] = handoff_id
+        return json.dumps(parameters, separators=(",", ":"), ensure_ascii=False)
 
     def fitted(self, caller: str = "") -> HandoffPayload:
         """This payload without card numbers and within Flex's limit (an equal one when it already is)."""

@@ -1,7 +1,8 @@
 """Card numbers (PANs) out of free text: Twilio's guidance is that handoffData carries no PCI data.
 
 A PAN here is 13 to 19 digits that pass the Luhn check, written in one piece or in groups split
-by spaces or dashes ("4111 1111 1111 1111", "4111-1111-1111-1111"). Every run of digit groups is
+by spaces, dashes of any kind, dots or slashes ("4111 1111 1111 1111", "4111-1111-1111-1111",
+"4111\u20131111\u20131111\u20131111" as a model writes it, "4111.1111.1111.1111"). Every run of digit groups is
 checked span by span, so a card number next to other numbers ("order 12, card 4111 ...") is
 still found; numbers that fail Luhn (order numbers) and short ones (phone numbers) are kept.
 Digits written straight against other digits are one number, as a reader would see them.
@@ -18,8 +19,9 @@ MIN_DIGITS = 13
 MAX_DIGITS = 19
 
 _GROUP = re.compile(r"\d+")
-# What may separate the groups of one number: a space or dash, as people and LLMs write cards.
-_SEPARATOR = re.compile(r"[\s\-]{1,3}")
+# What may separate the groups of one number, as people and LLMs write cards: spaces (any, NBSP too),
+# hyphen-minus, the Unicode hyphens and dashes (U+2010-U+2015), the minus sign, dots and slashes.
+_SEPARATOR = re.compile(r"[\s\-\u2010-\u2015\u2212./]{1,3}")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -68,7 +70,7 @@ def _pan_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _runs(text: str) -> list[list[re.Match[str]]]:
-    """Digit groups, gathered into runs whose neighbours are separated only by spaces or dashes."""
+    """Digit groups, gathered into runs whose neighbours are separated only by _SEPARATOR."""
     runs: list[list[re.Match[str]]] = []
     previous: re.Match[str] | None = None
     for group in _GROUP.finditer(text):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ..pan_redaction import redact_pans
 from ..payload_limits import shorten
 from ..storage.records import Turn
 
@@ -38,7 +39,8 @@ def conversation_summary(history: Sequence[Turn], latest: str = "", *, channel: 
 
 
 def _quote(text: str) -> str:
-    return "\u201c" + shorten(_BLANKS.sub(" ", text).strip(), QUOTE_MAX) + "\u201d"
+    # Card numbers out before the cut: a cut inside one leaves digits that no longer pass Luhn.
+    return "\u201c" + shorten(redact_pans(_BLANKS.sub(" ", text).strip()), QUOTE_MAX) + "\u201d"
 
 
 def _sentence(text: str) -> str:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from ..deadline import Deadline
 from ..errors import ProviderError
 from ..handoff import HANDOFF_TOOL_DESCRIPTION, HANDOFF_TOOL_NAME, HANDOFF_TOOL_PARAMETERS
+from ..pan_redaction import redact_pans
 from ..storage.records import Turn
 from .messages import ChatMessage, ChatProvider, Completion, ToolCall, ToolSpec
 from .policy import Escalation, EscalationPolicy
@@ -35,6 +36,9 @@ DEFAULT_SYSTEM_PROMPT = (
 _STYLE = {"SMS": "one or two sentences, no markdown", "VOICE": "spoken sentences, no lists, no markdown, no emoji"}
 AGENT_TROUBLE = "I'm sorry, I'm having trouble answering right now."
 TRY_AGAIN = f"{AGENT_TROUBLE} Please try again in a few minutes."
+# What the model sees of a message with no text (an MMS with only a picture): a conversation must
+# end with the customer's turn, and an empty text is no turn at all to Bedrock.
+EMPTY_MESSAGE = "(no text)"
 
 Speak = Callable[[str], None]
 
@@ -137,7 +141,7 @@ class Agent:
 
         attempts = unresolved_attempts + (1 if self._policy.signals_unresolved(user_text) else 0)
         messages = [ChatMessage(role=t.role, text=t.text) for t in history]
-        messages.append(ChatMessage(role="user", text=user_text))
+        messages.append(ChatMessage(role="user", text=user_text if user_text.strip() else EMPTY_MESSAGE))
         try:
             completion = self._ask(voice, messages, [HANDOFF_TOOL], deadline)
         except ProviderError as exc:
@@ -211,7 +215,8 @@ class Agent:
         reason = (call.arguments or {}).get("reason")
         if not isinstance(reason, str) or not reason.strip():
             reason = "The AI agent asked for a human without giving a reason."
-        result = on_handoff(HandoffRequest(reason.strip()[:500], summary, "llm"))
+        # Card numbers out before the cut, which could leave part of one that no longer passes Luhn.
+        result = on_handoff(HandoffRequest(redact_pans(reason.strip())[:500], summary, "llm"))
         initiated = result.get("status") == "handoff_initiated"
         if completion.text and not voice.parts:
             voice.say(completion.text)  # what a non-streaming model said alongside its tool call

@@ -7,9 +7,12 @@ an expired hold, the old execution holds the contact and the new reason would re
 
 Which execution is active, and whose: first what this product recorded when it started the
 contact's last execution (`StudioContact`), then Studio itself (the contact's active execution
-and the HandoffData in its context). A stale execution of this product's is ended so that the
-handoff can be posted once more; an execution this product did not start (a live call in the
-flow, say) is never ended.
+and the HandoffData in its context). A stale execution of this product's, one started before
+this handoff was promised, is ended so that the handoff can be posted once more. One started
+after it serves a newer handoff, a person may be talking with the customer now: this handoff
+is superseded, and nothing is ended (`make redrive` of an old failure must not cut a live
+conversation). An execution this product did not start (a live call in the flow, say) is
+never ended.
 """
 
 from __future__ import annotations
@@ -20,15 +23,15 @@ from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 from ..deadline import Deadline
-from ..storage.records import HandoffRecord
+from ..storage.records import HandoffRecord, StudioContact
 from ..storage.session_store import SessionStore
-from .studio import StudioClient
+from .studio import CLOCK_SKEW_SECONDS, StudioClient
 
 log = logging.getLogger(__name__)
 
 
 class Verdict(NamedTuple):
-    kind: Literal["ours", "retry", "foreign", "unknown"]
+    kind: Literal["ours", "retry", "foreign", "unknown", "superseded"]
     execution_sid: str = ""  # ours: the execution that serves this handoff
     detail: str = ""
     ended: str = ""  # retry: the stale execution ended to make room
@@ -49,21 +52,48 @@ class BusyContact:
             return Verdict("ours", known.execution_sid, "the contact's execution was started for this conversation")
         lookup = self._studio.active_execution(flow_sid=self._flow_sid, contact=record.to, deadline=deadline)
         found = lookup.found
-        if found is not None and found.conversation_id == conversation_id:
+        if found is not None and (found.conversation_id == conversation_id or _same_handoff(found.handoff_id, record)):
             return Verdict("ours", found.sid, "the contact's active execution carries this conversation")
-        if found is not None and (found.conversation_id or (known is not None and found.sid == known.execution_sid)):
-            stale = found.sid  # started by this product, for an earlier conversation
-        elif found is not None:
+        ours = known is not None and found is not None and found.sid == known.execution_sid
+        if found is not None and (found.conversation_id or found.handoff_id or ours):
+            # Started by this product, for another conversation: when, by our own record, else Studio's clock.
+            if ours and known is not None and known.started_at:
+                return self._stale_or_newer(record, found.sid, known.started_at, deadline, our_clock=True)
+            return self._stale_or_newer(record, found.sid, found.created_at, deadline, our_clock=False)
+        if found is not None:
             return Verdict("foreign", found.sid, f"execution {found.sid}, not started by this product, is active")
-        elif lookup.complete:
+        if lookup.complete:
             return Verdict("retry", detail="no active execution is listed any more")
-        elif known is not None and known.status == "active":
-            stale = known.execution_sid  # Studio could not be read: end the one we know of
+        if known is not None and known.status == "active":
+            # Studio could not be read: the one we know of.
+            return self._stale_or_newer(record, known.execution_sid, known.started_at, deadline, our_clock=True)
+        return Verdict("unknown", detail=f"the contact is busy and Studio could not say with what ({lookup.detail})")
+
+    def newer_delivery(self, record: HandoffRecord) -> StudioContact | None:
+        return newer_delivery(self._store, self._flow_sid, record)
+
+    def _stale_or_newer(
+        self, record: HandoffRecord, sid: str, started_at: int, deadline: Deadline, *, our_clock: bool
+    ) -> Verdict:
+        """End an execution started before this handoff was promised; leave a newer one to the person it serves.
+
+        A redriven copy of an old failure leaves alone any execution not clearly older (a tie, or
+        one whose age nobody knows): the original's promise is old, the person may be live. A
+        first delivery ends one not clearly newer, allowing for Studio's clock against ours.
+        """
+        if record.redriven_from:
+            newer = not started_at or started_at >= record.root_created_at
         else:
+            margin = 0 if our_clock else CLOCK_SKEW_SECONDS
+            newer = bool(started_at) and started_at > record.root_created_at + margin
+        if newer:
             return Verdict(
-                "unknown", detail=f"the contact is busy and Studio could not say with what ({lookup.detail})"
+                "superseded",
+                sid,
+                f"execution {sid} of a newer handoff is serving the contact"
+                + (f" (started {started_at - record.root_created_at}s after this one)" if started_at else ""),
             )
-        return self._end_stale(record, stale, deadline)
+        return self._end_stale(record, sid, deadline)
 
     def _end_stale(self, record: HandoffRecord, stale: str, deadline: Deadline) -> Verdict:
         end = self._studio.end_execution(flow_sid=self._flow_sid, execution_sid=stale, deadline=deadline)
@@ -78,3 +108,16 @@ class BusyContact:
             now=int(self._clock()),
         )
         return Verdict("retry", detail=f"ended stale execution {stale}", ended=stale)
+
+
+def newer_delivery(store: SessionStore, flow_sid: str, record: HandoffRecord) -> StudioContact | None:
+    """The contact's last execution, when another handoff started it after this one was promised."""
+    known = store.studio_contact(flow_sid, record.to, record.from_)
+    if known is None or not known.handoff_id or _same_handoff(known.handoff_id, record):
+        return None
+    return known if known.started_at >= record.root_created_at else None
+
+
+def _same_handoff(handoff_id: str, record: HandoffRecord) -> bool:
+    """`handoff_id` is this record, its original, or another copy of that original."""
+    return bool(handoff_id) and handoff_id.split(".r")[0] == record.root_id

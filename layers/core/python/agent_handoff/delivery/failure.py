@@ -8,6 +8,10 @@ hold in silence. In this order, each step safe to repeat:
 4. one SMS to the customer, claimed on the record first, so at most one is ever sent;
 5. the promise settled.
 An invocation that dies between 2 and 5 leaves the promise due: the watchdog finishes steps 3-5.
+Step 2 is written only by the holder of the record's lease: a dispatcher whose lease ran out
+and was taken over gets ConcurrentUpdate there and does nothing more (its dead letter may then
+be one of two for the handoff: redrive settles the second).
+A redriven copy's hold names its original: lifting it matches either id.
 """
 
 from __future__ import annotations
@@ -54,7 +58,13 @@ class HandoffFailures:
         reason = f"{outcome}: {detail}"
         self._dead_letters.send(dead_letter(record, reason, now))
         self._store.finish_handoff(
-            record.handoff_id, status="failed", outcome=outcome, error=detail, now=now, promise_due=now
+            record.handoff_id,
+            lease_token=record.lease_token,
+            status="failed",
+            outcome=outcome,
+            error=detail,
+            now=now,
+            promise_due=now,
         )
         log.error("handoff %s failed and was dead-lettered: %s", record.handoff_id, reason)
         return self.aftermath(record, deadline=deadline)
@@ -63,7 +73,7 @@ class HandoffFailures:
         """Steps 3-5: the AI answers again, the customer hears why, nothing more is owed."""
         now = int(self._clock())
         if record.conversation_key and self._store.lift_hold_after_failure(
-            record.conversation_key, record.handoff_id, notice=self._notice, now=now
+            record.conversation_key, record.handoff_id, notice=self._notice, now=now, root_id=record.root_id
         ):
             log.info("hold of handoff %s lifted: the AI answers %s again", record.handoff_id, mask_phone(record.to))
         notice = self._tell_customer(record, deadline, now)
@@ -97,6 +107,7 @@ def dead_letter(record: HandoffRecord, reason: str, now: int) -> dict[str, Any]:
         "reason": reason,
         "deliveries": record.deliveries,
         "failedAt": now,
+        "createdAt": record.root_created_at,
         "to": record.to,
         "from": record.from_,
         "payload": record.payload_json,

@@ -10,9 +10,18 @@ Two kinds of message land in the dead-letter queue:
 
 Each undelivered handoff becomes a new record (`<original id>.r<time>`), written in one
 transaction with the original's move to `redriven`, whatever the original's age; the new
-record's stream INSERT goes through the normal dispatcher, and Studio's one-active-execution
-rule still keeps a contact from getting two executions. A message is deleted only after every
-handoff it stands for was written again, so a crash midway loses nothing.
+record knows its original (`redrivenFrom`, when it was first promised, whether it may already
+have been posted), so its failure lifts the original's hold and its dispatcher looks for an
+execution the original started before posting. Its stream INSERT goes through the normal
+dispatcher, which never ends or doubles an execution that serves a newer handoff.
+
+A failure whose contact has had a newer handoff delivered since (the customer asked again and
+reached a person) is not redriven: it is reported as superseded and its message deleted. That
+needs the flow SID (`flow_sid`, the stack's StudioHandoffFlowSid); without it the dispatcher
+settles such a copy as superseded instead.
+
+A message is deleted only after every handoff it stands for was written again (or settled), so
+a crash midway loses nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from typing import Any
 from ..storage.dynamo import plain_item
 from ..storage.records import HandoffRecord
 from ..storage.session_store import SessionStore
+from .busy_contact import newer_delivery
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,7 @@ MAX_EMPTY_PAGES = 3
 class RedriveReport:
     redriven: list[str] = field(default_factory=list)  # original handoff ids
     settled: list[str] = field(default_factory=list)  # named by a message, but delivered or redriven already
+    superseded: list[str] = field(default_factory=list)  # a newer handoff of the contact reached a person since
     skipped: list[str] = field(default_factory=list)  # messages left in the queue, and why
     from_index: int = 0  # stream batches whose records had aged out: found through the PromisesIndex
     messages: int = 0
@@ -53,12 +64,14 @@ class Redriver:
         queue_url: str,
         *,
         streams: Any = None,
+        flow_sid: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._sqs = sqs
         self._queue_url = queue_url
         self._streams = streams
+        self._flow_sid = flow_sid
         self._clock = clock
 
     def run(self, *, dry_run: bool = False, max_messages: int = 1000) -> RedriveReport:
@@ -99,9 +112,10 @@ class Redriver:
 
     def _redrive_failed(self, body: dict[str, Any], report: RedriveReport, dry_run: bool) -> None:
         original = self._store.get_handoff(body["handoffId"])
-        if original is not None and original.status in ("delivered", "redriven"):
+        if original is not None and original.status in ("delivered", "redriven", "superseded"):
             report.settled.append(original.handoff_id)
             return
+        created = body.get("createdAt")
         record = original or HandoffRecord(
             handoff_id=body["handoffId"],
             channel=body.get("channel", "sms"),
@@ -109,6 +123,7 @@ class Redriver:
             to=body.get("to", ""),
             from_=body.get("from", ""),
             payload_json=body.get("payload", ""),
+            created_at=created if isinstance(created, int) else 0,
         )
         self._write_again(record, report, dry_run, original_exists=original is not None)
 
@@ -165,11 +180,25 @@ class Redriver:
     def _write_again(
         self, record: HandoffRecord, report: RedriveReport, dry_run: bool, *, original_exists: bool
     ) -> None:
+        newer = newer_delivery(self._store, self._flow_sid, record) if self._flow_sid else None
+        if newer is not None:
+            log.info("handoff %s not redriven: handoff %s reached a person since", record.handoff_id, newer.handoff_id)
+            report.superseded.append(record.handoff_id)
+            return
         if dry_run:
             report.redriven.append(record.handoff_id)
             return
         now = int(self._clock())
-        again = record._replace(handoff_id=f"{record.handoff_id.split('.r')[0]}.r{now}", status="pending")
+        root = record.root_id.split(".r")[0]
+        again = record._replace(
+            handoff_id=f"{root}.r{now}",
+            status="pending",
+            redriven_from=root,
+            origin_created_at=record.root_created_at or now,
+            # A dispatcher that died holding the original may have posted it.
+            maybe_sent=record.maybe_sent or record.status == "dispatching",
+            lease_token="",
+        )
         if original_exists:
             written = self._store.redrive_handoff(record.handoff_id, again, now=now)
         else:  # its record expired: the dead letter's copy is all there is

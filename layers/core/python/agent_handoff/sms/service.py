@@ -17,7 +17,12 @@ a committed handoff reaches a person either way.
 The agent is asked at most once per message: when the commit loses a race (another message of
 the same customer committed first), the decided turn is applied to the conversation as it now
 is; when DynamoDB was only busy (a conflicting transaction, throttling), the same commit is sent
-again after a pause.
+again after a pause, and after a lost answer (a read timeout) too, under the same idempotency
+token. The claim and the reads are retried the same way, within Twilio's window.
+
+Twilio does not retry a webhook that answered 5xx: a store that stays down through every retry
+gets the texter an honest apology (nothing was recorded, so no person is promised) and the
+operator a metric, never a 500.
 """
 
 from __future__ import annotations
@@ -28,12 +33,12 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .. import log_context
-from ..agent.turn import Agent, HandoffRequest, TurnOutcome
+from ..agent.turn import TRY_AGAIN, Agent, HandoffRequest, TurnOutcome
 from ..deadline import Deadline
-from ..errors import ConcurrentUpdate, StoreBusy
+from ..errors import ConcurrentUpdate, StoreBusy, StoreError, StoreNoAnswer
 from ..handoff import HandoffPayload, bounded_summary, build_payload, tool_result
 from ..masking import mask_phone
 from ..storage.records import Conversation, HandoffRecord, Hold, MessageClaim, TranscriptPointer, Turn, TurnCommit
@@ -60,6 +65,11 @@ POLL_SECONDS = 0.25
 COMMIT_BACKOFF_SECONDS = 0.05
 MAX_COMMIT_SENDS = 8
 MAX_REBASES = 5
+NOTICE_GAP = "\n\n"
+# What a texter gets when the store stays down: no person is promised, since nothing was recorded.
+STORE_DOWN_REPLY = TRY_AGAIN
+
+T = TypeVar("T")
 
 
 def webhook_deadline(context: Any) -> Deadline:
@@ -97,6 +107,7 @@ class SmsReply(NamedTuple):
     trigger: str = ""
     conversation_id: str = ""
     on_hold: bool = False
+    store_unavailable: bool = False  # the store stayed down: an apology, nothing recorded
 
 
 class _Decided(NamedTuple):
@@ -141,7 +152,22 @@ class SmsService:
         if deadline is None:
             deadline = Deadline.after(ANSWER_WITHIN_SECONDS, clock=self._clock)
         answer_by = deadline.within(ANSWER_WITHIN_SECONDS)
-        claim = self._store.claim_message(message.message_sid, now=int(self._clock()), lease_seconds=lease_seconds)
+        try:
+            return self._handle(message, deadline, answer_by, lease_seconds, transcript_base_url)
+        except StoreError as exc:
+            log.error("the session store stayed unavailable; the texter gets an apology: %s", exc)
+            return SmsReply(text=STORE_DOWN_REPLY, store_unavailable=True)
+
+    def _handle(
+        self, message: InboundSms, deadline: Deadline, answer_by: Deadline, lease_seconds: int, transcript_base_url: str
+    ) -> SmsReply:
+        token = uuid.uuid4().hex  # sent again with a retried claim, which then finds itself
+        claim = self._patiently(
+            lambda: self._store.claim_message(
+                message.message_sid, now=int(self._clock()), lease_seconds=lease_seconds, token=token
+            ),
+            answer_by,
+        )
         if claim.state in ("in_progress", "free"):
             claim = self._await_first_delivery(message.message_sid, deadline, lease_seconds)
         if claim.state == "done":
@@ -152,8 +178,25 @@ class SmsService:
         try:
             return self._answer(message, claim.token, deadline, answer_by, transcript_base_url)
         except BaseException:
-            self._store.release_message(message.message_sid, claim.token)
+            try:
+                self._store.release_message(message.message_sid, claim.token)
+            except StoreError as exc:  # the claim's lease frees it for a retry anyway
+                log.warning("the claim could not be released: %s", exc)
             raise
+
+    def _patiently(self, call: Callable[[], T], deadline: Deadline) -> T:
+        """A read or an idempotent write, tried again while DynamoDB is busy or its answer is lost, if time allows."""
+        backoff = COMMIT_BACKOFF_SECONDS
+        while True:
+            try:
+                return call()
+            except (StoreBusy, StoreNoAnswer) as exc:
+                pause = backoff * (1 + random.random())
+                if deadline.remaining() <= pause:
+                    raise
+                log.info("store busy or unanswered (%s); trying again in %.2f s", exc, pause)
+                self._sleep(pause)
+                backoff = min(backoff * 2, 1.0)
 
     def _await_first_delivery(self, message_sid: str, deadline: Deadline, lease_seconds: int) -> MessageClaim:
         """A retry of a webhook another invocation claimed: its stored reply, or the claim once that one failed.
@@ -163,15 +206,21 @@ class SmsService:
         released its claim, or its lease is over so its runtime has ended) answer here instead.
         """
         until = deadline.within(deadline.remaining() - COMMIT_RESERVE_SECONDS)
+        token = uuid.uuid4().hex
         while not until.expired():
             self._sleep(min(POLL_SECONDS, until.remaining()))
-            claim = self._store.message_reply(message_sid)
+            claim = self._patiently(lambda: self._store.message_reply(message_sid), until)
             now = int(self._clock())
             if claim.state == "done":
                 return claim
             if claim.state == "free" or claim.lease_until < now:
                 log.info("the first delivery of this message failed; answering it here")
-                claim = self._store.claim_message(message_sid, now=now, lease_seconds=lease_seconds)
+                claim = self._patiently(
+                    lambda now=now: self._store.claim_message(
+                        message_sid, now=now, lease_seconds=lease_seconds, token=token
+                    ),
+                    until,
+                )
                 if claim.state in ("claimed", "done"):
                     return claim
         return MessageClaim(state="in_progress")
@@ -185,17 +234,21 @@ class SmsService:
         rebases = 0
         while True:
             now = int(self._clock())
-            conversation, notice = self._current(key, message, now)
+            conversation, notice = self._patiently(lambda now=now: self._current(key, message, now), answer_by)
             log_context.bind(conversation_id=conversation.conversation_id)
             if conversation.hold is not None:
                 commit, reply = self._held_turn(conversation, message, token)
             else:
                 if decided is None:
                     decided = self._decide(conversation, message, turn_deadline)
-                commit, reply = self._agent_turn(conversation, message, token, decided, now, transcript_base_url)
+                # Room for the notice before the reply, so that what is sent is what history keeps.
+                room = MAX_SMS_CHARS - (len(notice) + len(NOTICE_GAP) if notice else 0)
+                commit, reply = self._agent_turn(
+                    conversation, message, token, decided, now, transcript_base_url, room=max(room, 0)
+                )
             if notice and reply.text:
                 # The hold ended because its handoff failed: this reply says first that nobody is coming.
-                reply = reply._replace(text=f"{notice}\n\n{reply.text}")
+                reply = reply._replace(text=f"{notice}{NOTICE_GAP}{reply.text}"[:MAX_SMS_CHARS])
                 commit = commit._replace(reply=reply.text)
             try:
                 self._commit(commit, now=now, deadline=deadline)
@@ -221,20 +274,42 @@ class SmsService:
         return conversation, ""
 
     def _commit(self, commit: TurnCommit, *, now: int, deadline: Deadline) -> None:
-        """Send the commit; while DynamoDB is only busy, send it again after a jittered pause, if time allows."""
+        """Send the commit; while DynamoDB is only busy, or its answer was lost, send it again after a
+        jittered pause, if time allows.
+
+        A lost answer may hide a commit that was applied: it is sent again under the same
+        idempotency token (a new one only after a cancellation, which applied nothing), and a
+        repeat refused by its own conditions is checked against the stored reply before failing.
+        """
         backoff = COMMIT_BACKOFF_SECONDS
+        attempt = 0
+        unanswered = False
         for send in range(1, MAX_COMMIT_SENDS + 1):
             try:
-                self._store.commit_turn(commit, now=now, ttl_seconds=self._policy.session_ttl_seconds)
+                self._store.commit_turn(commit, now=now, ttl_seconds=self._policy.session_ttl_seconds, attempt=attempt)
                 return
-            except StoreBusy as exc:
+            except (StoreBusy, StoreNoAnswer) as exc:
+                if isinstance(exc, StoreBusy) and exc.cancelled:
+                    attempt += 1
+                unanswered = unanswered or isinstance(exc, StoreNoAnswer)
                 # Jitter, so the two writers that conflicted do not meet again at the same moment.
                 pause = backoff * (1 + random.random())
                 if send == MAX_COMMIT_SENDS or deadline.remaining() <= pause:
                     raise
-                log.info("store busy (%s); sending the commit again in %.2f s", exc, pause)
+                log.info("store busy or unanswered (%s); sending the commit again in %.2f s", exc, pause)
                 self._sleep(pause)
                 backoff = min(backoff * 2, 1.0)
+            except StoreError:
+                if unanswered and self._landed(commit, deadline):
+                    log.info("an unanswered send of this commit had been applied")
+                    return
+                raise
+
+    def _landed(self, commit: TurnCommit, deadline: Deadline) -> bool:
+        """Whether this webhook's reply is stored: only this claim's commit can have stored it
+        (the claim's lease outlives this invocation)."""
+        claim = self._patiently(lambda: self._store.message_reply(commit.message_sid), deadline)
+        return claim.state == "done"
 
     def _decide(self, conversation: Conversation, message: InboundSms, deadline: Deadline) -> _Decided:
         requests: list[HandoffRequest] = []
@@ -267,10 +342,15 @@ class SmsService:
         decided: _Decided,
         now: int,
         transcript_base_url: str,
+        *,
+        room: int = MAX_SMS_CHARS,
     ) -> tuple[TurnCommit, SmsReply]:
-        """The decided turn applied to `conversation`, which may have moved on since the turn was decided."""
+        """The decided turn applied to `conversation`, which may have moved on since the turn was decided.
+
+        `room`: the characters left for the reply in one SMS.
+        """
         outcome = decided.outcome
-        text = outcome.reply[:MAX_SMS_CHARS]  # what the customer receives is what history keeps
+        text = outcome.reply[:room]  # what the customer receives is what history keeps
         if outcome.handed_off:
             attempts = 0
         else:

@@ -18,7 +18,11 @@ milliseconds) so one invocation posts at a time, and a dead one's lease runs out
 
 Each WebSocket frame is its own Lambda invocation and they arrive unordered, so the turn
 counter lives here: a prompt claims a turn, an interrupt moves past it, and the prompt's
-invocation checks it before every frame it posts.
+invocation checks it before every frame it posts. An interrupt that runs late, after the
+caller's next prompt has claimed a turn, belongs to the answer before that prompt: it rewrites
+that answer to what was heard and leaves the counter (and the newer turn) alone.
+`historyVersion` moves on with every write of the history, so a turn's reply is added to the
+history as it is now, never over an interrupt's change.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class CallSession(NamedTuple):
     binding_nonce: str = ""  # the binding issued with the call's first TwiML, so a retried webhook gets it again
     binding_expires_at: int = 0
     promise_due: int = 0
+    history_version: int = 0  # moves on with every write of `history`
 
 
 class EndClaim(NamedTuple):
@@ -365,9 +370,15 @@ class CallStore(DynamoTable):
         """Claim the next turn and record what the caller said, in one write."""
         response = self._update(
             call_key(call_sid),
-            "SET #turn = #turn + :one, history = list_append(history, :said)",
+            "SET #turn = #turn + :one, history = list_append(history, :said), "
+            "historyVersion = if_not_exists(historyVersion, :zero) + :one",
             condition="connectionId = :conn",
-            values={":one": 1, ":said": history_attribute([Turn("user", user_text)]), ":conn": connection_id},
+            values={
+                ":one": 1,
+                ":zero": 0,
+                ":said": history_attribute([Turn("user", user_text)]),
+                ":conn": connection_id,
+            },
             ReturnValues="ALL_NEW",
         )
         return _call_from(plain_item(response["Attributes"]))
@@ -376,46 +387,83 @@ class CallStore(DynamoTable):
         response = self._call("get_item", **self._request(call_key(call_sid), projection="#turn"), ConsistentRead=True)
         return int((response.get("Item") or {}).get("turn", {}).get("N", -1))
 
-    def finish_turn(self, call_sid: str, *, turn: int, history: tuple[Turn, ...], unresolved_attempts: int) -> bool:
-        """Store the turn's history unless an interrupt moved past it (it then recorded what was heard)."""
-        try:
-            self._update(
-                call_key(call_sid),
-                "SET history = :history, unresolvedAttempts = :attempts",
-                condition="#turn = :turn",
-                values={":history": history_attribute(history), ":attempts": unresolved_attempts, ":turn": turn},
-            )
-        except ConcurrentUpdate:
-            return False
-        return True
+    def finish_turn(
+        self, call: CallSession, reply: Turn, *, unresolved_attempts: int, history_limit: int, attempts: int = 3
+    ) -> bool:
+        """Add the turn's reply to the history unless an interrupt moved past the turn (it then
+        recorded what was heard). `call`: as its turn was claimed. A late interrupt of an earlier
+        answer may have rewritten the history meanwhile: the reply is then added to it as it is now."""
+        seen = call
+        for _ in range(attempts):
+            history = (*seen.history, reply)[-history_limit:]
+            try:
+                self._update(
+                    call_key(call.call_sid),
+                    "SET history = :history, unresolvedAttempts = :attempts, "
+                    "historyVersion = if_not_exists(historyVersion, :zero) + :one",
+                    condition=f"#turn = :turn AND {_HISTORY_UNCHANGED}",
+                    values={
+                        ":history": history_attribute(history),
+                        ":attempts": unresolved_attempts,
+                        ":turn": call.turn,
+                        ":seen": seen.history_version,
+                        ":zero": 0,
+                        ":one": 1,
+                    },
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ConcurrentUpdate as exc:
+                current = _call_from(plain_item(exc.existing)) if exc.existing else self.get_call(call.call_sid)
+                if current is None or current.turn != call.turn:
+                    return False
+                seen = current
+                continue
+            return True
+        return False
 
     def record_interrupt(
         self, call_sid: str, heard: str, *, history_limit: int, call: CallSession | None = None
     ) -> int | None:
-        """Move past the current turn and keep only what the caller actually heard of it.
+        """Keep only what the caller heard of the answer they talked over; the turn counter after it.
 
-        `call`: the call as just read, which saves the first read.
+        The answer is the current turn's (the last, or the one still being spoken after the last
+        prompt): the counter moves past it, so its invocation stops posting. An interrupt that ran
+        late, after the caller's next prompt claimed a turn, is for the answer before that prompt
+        when `heard` is how that answer starts: it is rewritten and the counter, with the newer
+        turn, is left alone. `call`: the call as just read, which saves the first read.
         """
         for _ in range(3):
             call = call or self.get_call(call_sid)
             if call is None:
                 return None
             history = list(call.history)
-            if history and history[-1].role == "assistant":
-                history[-1] = Turn("assistant", heard, interrupted=True)
-            elif heard:
-                history.append(Turn("assistant", heard, interrupted=True))
+            earlier = _earlier_answer(history, heard)
+            if earlier is not None:
+                history[earlier] = Turn("assistant", heard, interrupted=True)
+                update, turn_after = "SET history = :history", call.turn
+            else:
+                if history and history[-1].role == "assistant":
+                    history[-1] = Turn("assistant", heard, interrupted=True)
+                elif heard:
+                    history.append(Turn("assistant", heard, interrupted=True))
+                update, turn_after = "SET #turn = #turn + :one, history = :history", call.turn + 1
             try:
                 self._update(
                     call_key(call_sid),
-                    "SET #turn = #turn + :one, history = :history",
-                    condition="#turn = :turn",
-                    values={":one": 1, ":turn": call.turn, ":history": history_attribute(history[-history_limit:])},
+                    f"{update}, historyVersion = if_not_exists(historyVersion, :zero) + :one",
+                    condition=f"#turn = :turn AND {_HISTORY_UNCHANGED}",
+                    values={
+                        ":one": 1,
+                        ":zero": 0,
+                        ":turn": call.turn,
+                        ":seen": call.history_version,
+                        ":history": history_attribute(history[-history_limit:]),
+                    },
                 )
             except ConcurrentUpdate:
                 call = None
                 continue
-            return call.turn + 1
+            return turn_after
         return None
 
     def store_handoff(
@@ -699,6 +747,37 @@ class CallStore(DynamoTable):
         return True
 
 
+# The history as it was read: items written before historyVersion existed have none.
+_HISTORY_UNCHANGED = "(attribute_not_exists(historyVersion) OR historyVersion = :seen)"
+_WORDS = re.compile(r"\w+")
+
+
+def _earlier_answer(history: list[Turn], heard: str) -> int | None:
+    """Where the answer an interrupt that ran late was for: the last answer before the caller's
+    newest prompt, when `heard` is how it starts; None when the interrupt is the current turn's.
+
+    The current turn's own answer, when it is already stored, wins: the interrupt is then not late.
+    """
+    if history and history[-1].role == "assistant" and _starts_with(history[-1].text, heard):
+        return None
+    prompts = [index for index, turn in enumerate(history) if turn.role == "user"]
+    if not prompts:
+        return None
+    before = next((i for i in range(prompts[-1] - 1, -1, -1) if history[i].role == "assistant"), None)
+    if before is None or not _starts_with(history[before].text, heard):
+        return None
+    return before
+
+
+def _starts_with(said: str, heard: str) -> bool:
+    """`heard` is how `said` starts, word by word (case and punctuation aside; the last word may be cut)."""
+    heard_words, said_words = _WORDS.findall(heard.casefold()), _WORDS.findall(said.casefold())
+    if not heard_words or len(heard_words) > len(said_words):
+        return False
+    *whole, last = heard_words
+    return said_words[: len(whole)] == whole and said_words[len(whole)].startswith(last)
+
+
 def _call_from(item: dict[str, Any]) -> CallSession:
     return CallSession(
         call_sid=item.get("callSid", ""),
@@ -721,4 +800,5 @@ def _call_from(item: dict[str, Any]) -> CallSession:
         binding_nonce=item.get("bindingNonce", ""),
         binding_expires_at=int(item.get("bindingExpiresAt", 0)),
         promise_due=int(item.get("promiseDue", 0)),
+        history_version=int(item.get("historyVersion", 0)),
     )

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..errors import ConcurrentUpdate, StoreBusy, StoreError
+from ..errors import ConcurrentUpdate, StoreBusy, StoreError, StoreNoAnswer
+from ..pan_redaction import redact_pans
 from .records import Turn
 
 
@@ -101,7 +102,8 @@ def history_attribute(turns: Iterable[Turn], *, max_bytes: int = HISTORY_MAX_BYT
         if size + cost > max_bytes:
             if not kept:
                 room = max(0, max_bytes - size - (cost - len(turn.text.encode())))
-                kept.append(_turn_element(turn, _cut(turn.text, room)))
+                # Card numbers out before the cut: a cut inside one would keep digits that no longer pass Luhn.
+                kept.append(_turn_element(turn, _cut(redact_pans(turn.text), room)))
             break
         kept.append(element)
         size += cost
@@ -166,6 +168,12 @@ BUSY_CODES = frozenset(
 )
 # The same, as a cancelled transaction's per-item reasons.
 BUSY_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
+# Failures with no answer from DynamoDB, by class name (botocore's HTTPClientError covers read
+# timeouts and closed connections; its ConnectionError, refused or timed-out connects), so that
+# this module need not import botocore.
+NO_ANSWER = frozenset({"HTTPClientError", "ConnectionError", "TimeoutError"})
 
 
 class TransactionCancelled(StoreError):
@@ -235,8 +243,8 @@ class DynamoTable:
                 raise StoreBusy(f"DynamoDB {operation} failed: {code}") from exc
             if code:
                 raise StoreError(f"DynamoDB {operation} failed: {code}") from exc
-            if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.startswith(
-                ("botocore", "urllib3")
-            ):
+            if any(kind.__name__ in NO_ANSWER for kind in type(exc).__mro__):
+                raise StoreNoAnswer(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
+            if type(exc).__module__.startswith(("botocore", "urllib3")):
                 raise StoreError(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
             raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 Role = Literal["user", "assistant"]
-HandoffStatus = Literal["pending", "dispatching", "delivered", "failed", "redriven"]
+HandoffStatus = Literal["pending", "dispatching", "delivered", "failed", "redriven", "superseded"]
 
 
 class Turn(NamedTuple):
@@ -65,10 +65,28 @@ class HandoffRecord(NamedTuple):
     created_at: int = 0
     lease_until: int = 0
     customer_notified: bool = False  # the failure SMS was claimed (sent at most once)
+    lease_token: str = ""  # the claim that holds the lease: only its holder records an outcome
+    # A POST whose answer was lost (or a dispatcher that died holding the lease) may have started an
+    # execution: Studio is asked for it before anything is posted again or the handoff is failed.
+    maybe_sent: bool = False
+    redriven_from: str = ""  # a redriven copy: the original handoff's id (its hold, its executions)
+    origin_created_at: int = 0  # a redriven copy: when the original was recorded
+    released: bool = False  # its conversation was released before an execution was recorded
+    redriven_as: str = ""  # a redriven original: the copy that delivers it
 
     @property
     def undelivered(self) -> bool:
         return self.status in ("pending", "dispatching")
+
+    @property
+    def root_id(self) -> str:
+        """The id the customer's hold and the handoff's first executions carry: the original's."""
+        return self.redriven_from or self.handoff_id
+
+    @property
+    def root_created_at(self) -> int:
+        """When the customer was first told a person would follow up."""
+        return self.origin_created_at or self.created_at
 
 
 class StudioContact(NamedTuple):

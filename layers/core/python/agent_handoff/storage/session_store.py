@@ -18,10 +18,12 @@ update, and AWS error codes become the domain's own exceptions here and nowhere 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from typing import Any
 
-from ..errors import ConcurrentUpdate, StoreBusy, StoreError
+from ..errors import ConcurrentUpdate, HeldForAnotherHandoff, StoreBusy, StoreError
 from .dynamo import DynamoTable, TransactionCancelled, history_attribute, history_from, n, plain_item, s
 from .records import Conversation, HandoffRecord, Hold, MessageClaim, StudioContact, TurnCommit
 from .transcripts import pointer_put
@@ -59,20 +61,21 @@ class SessionStore(DynamoTable):
 
     # -- webhook claims ---------------------------------------------------------------
 
-    def claim_message(self, message_sid: str, *, now: int, lease_seconds: int) -> MessageClaim:
+    def claim_message(self, message_sid: str, *, now: int, lease_seconds: int, token: str = "") -> MessageClaim:
         """Claim a webhook for processing for `lease_seconds`; a claim whose lease ran out may be taken over.
 
         The lease is how long the claiming invocation can still run: once it is over, that
         invocation has ended (finished, failed or been stopped by the runtime) without answering.
+        Sent again with the same `token` (its answer was lost), it finds its own claim and keeps it.
         """
-        token = uuid.uuid4().hex
+        token = token or uuid.uuid4().hex
         try:
             self._update(
                 message_key(message_sid),
                 "SET kind = :kind, #status = :processing, claimToken = :token, claimedAt = :now, "
                 "leaseUntil = :lease, expiresAt = :expires",
-                condition="attribute_not_exists(pk) OR (#status = :processing AND (leaseUntil < :now OR "
-                "(attribute_not_exists(leaseUntil) AND claimedAt < :stale)))",
+                condition="attribute_not_exists(pk) OR (#status = :processing AND (claimToken = :token OR "
+                "leaseUntil < :now OR (attribute_not_exists(leaseUntil) AND claimedAt < :stale)))",
                 values={
                     ":kind": "message",
                     ":processing": "processing",
@@ -116,42 +119,72 @@ class SessionStore(DynamoTable):
         """Release a conversation from its human: the hold ends now, as if it had expired."""
         return self.release_hold(key, now=now) is not None
 
-    def release_hold(self, key: str, *, now: int) -> Hold | None:
+    def release_hold(self, key: str, *, now: int, handoff_id: str = "", conversation_id: str = "") -> Hold | None:
         """End a conversation's active hold now (its human is done); the hold as it was, or None.
 
+        With `handoff_id` and/or `conversation_id`, only that handoff's hold is ended: a release
+        meant for one handoff that arrives late (a stale desk row, a retry, Studio ending an old
+        task) must not release the customer's next one. An active hold of another handoff raises
+        HeldForAnotherHandoff and changes nothing. Without them, whatever hold is active is ended.
         The version moves on, so a turn computed against the held state is retried on fresh state.
         """
+        condition = "attribute_exists(#hold) AND #hold.#until > :now"
+        values: dict[str, Any] = {":now": now, ":one": 1}
+        if handoff_id:
+            condition += " AND #hold.handoffId = :handoff"
+            values[":handoff"] = handoff_id
+        if conversation_id:
+            condition += " AND conversationId = :conversation"
+            values[":conversation"] = conversation_id
         try:
             response = self._update(
                 key,
                 "SET #hold.#until = :now, version = version + :one",
-                condition="attribute_exists(#hold) AND #hold.#until > :now",
-                values={":now": now, ":one": 1},
+                condition=condition,
+                values=values,
                 ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ConcurrentUpdate:
+        except ConcurrentUpdate as exc:
+            if (handoff_id or conversation_id) and exc.existing:
+                held = _conversation_from(plain_item(exc.existing)).hold
+                if held is not None and held.active(now):
+                    raise HeldForAnotherHandoff(key) from None
             return None
         return _conversation_from(plain_item(response["Attributes"])).hold
 
-    def lift_hold_after_failure(self, key: str, handoff_id: str, *, notice: str, now: int) -> bool:
+    def lift_hold_after_failure(self, key: str, handoff_id: str, *, notice: str, now: int, root_id: str = "") -> bool:
         """Nobody is coming: end the hold, if it is still this handoff's, so the AI answers again.
 
-        `notice` rides on the ended hold for the next turn to say. The version moves on, as in
-        `end_hold`, so a turn computed against the held state is retried.
+        A redriven copy's hold names the original (`root_id`). `notice` rides on the ended hold
+        for the next turn to say. The version moves on, as in `end_hold`, so a turn computed
+        against the held state is retried.
         """
         try:
             self._update(
                 key,
                 "SET #hold.#until = :now, #hold.notice = :notice, version = version + :one",
-                condition="#hold.handoffId = :handoff AND #hold.#until > :now",
-                values={":now": now, ":notice": notice, ":handoff": handoff_id, ":one": 1},
+                condition="#hold.handoffId IN (:handoff, :root) AND #hold.#until > :now",
+                values={
+                    ":now": now,
+                    ":notice": notice,
+                    ":handoff": handoff_id,
+                    ":root": root_id or handoff_id,
+                    ":one": 1,
+                },
             )
         except ConcurrentUpdate:
             return False
         return True
 
-    def commit_turn(self, commit: TurnCommit, *, now: int, ttl_seconds: int) -> None:
-        """Write the conversation, the webhook's reply and any handoff record atomically."""
+    def commit_turn(self, commit: TurnCommit, *, now: int, ttl_seconds: int, attempt: int = 0) -> None:
+        """Write the conversation, the webhook's reply and any handoff record atomically.
+
+        The transaction carries a ClientRequestToken drawn from its claim, its content and
+        `attempt`, so the same commit sent again after a lost answer (StoreNoAnswer) is applied
+        once: DynamoDB answers a repeat within 10 minutes with the first one's success. A sender
+        moves `attempt` on only after a cancellation, when nothing was applied.
+        """
         conversation = commit.conversation
         items: list[dict[str, Any]] = [
             {"Put": self._conversation_put(conversation, now=now, ttl_seconds=ttl_seconds)},
@@ -174,7 +207,7 @@ class SessionStore(DynamoTable):
         if commit.transcript is not None:
             items.append({"Put": pointer_put(self._table, commit.transcript)})
         try:
-            self._call("transact_write_items", TransactItems=items)
+            self._call("transact_write_items", TransactItems=items, ClientRequestToken=request_token(items, attempt))
         except TransactionCancelled as exc:
             reasons = exc.reasons
             if reasons and reasons[0] == "ConditionalCheckFailed":
@@ -184,7 +217,7 @@ class SessionStore(DynamoTable):
             listed = ", ".join(r or "None" for r in reasons)
             if exc.busy:
                 # Another transaction on one of these items, or throttling: nothing here changed.
-                raise StoreBusy(f"turn not committed, store busy: {listed}") from None
+                raise StoreBusy(f"turn not committed, store busy: {listed}", cancelled=True) from None
             raise StoreError(f"turn not committed: {listed}") from None
 
     def _conversation_put(self, conversation: Conversation, *, now: int, ttl_seconds: int) -> dict[str, Any]:
@@ -220,27 +253,29 @@ class SessionStore(DynamoTable):
     # -- handoff records --------------------------------------------------------------
 
     def _handoff_put(self, record: HandoffRecord, *, now: int) -> dict[str, Any]:
-        return {
-            "TableName": self._table,
-            "Item": {
-                "pk": s(handoff_key(record.handoff_id)),
-                "kind": s("handoff"),
-                "handoffId": s(record.handoff_id),
-                "channel": s(record.channel),
-                "conversationKey": s(record.conversation_key),
-                "to": s(record.to),
-                "from": s(record.from_),
-                "payload": s(record.payload_json),
-                "status": s(record.status),
-                "deliveries": n(0),
-                "createdAt": n(now),
-                "expiresAt": n(now + HANDOFF_TTL_SECONDS),
-                # Owed from the moment it is written: the watchdog's query finds it if no dispatcher does.
-                "promise": s(HANDOFF_PROMISE),
-                "promiseDue": n(now + self.handoff_grace_seconds),
-            },
-            "ConditionExpression": "attribute_not_exists(pk)",
+        item: dict[str, Any] = {
+            "pk": s(handoff_key(record.handoff_id)),
+            "kind": s("handoff"),
+            "handoffId": s(record.handoff_id),
+            "channel": s(record.channel),
+            "conversationKey": s(record.conversation_key),
+            "to": s(record.to),
+            "from": s(record.from_),
+            "payload": s(record.payload_json),
+            "status": s(record.status),
+            "deliveries": n(0),
+            "createdAt": n(now),
+            "expiresAt": n(now + HANDOFF_TTL_SECONDS),
+            # Owed from the moment it is written: the watchdog's query finds it if no dispatcher does.
+            "promise": s(HANDOFF_PROMISE),
+            "promiseDue": n(now + self.handoff_grace_seconds),
         }
+        if record.redriven_from:
+            item["redrivenFrom"] = s(record.redriven_from)
+            item["originCreatedAt"] = n(record.origin_created_at)
+        if record.maybe_sent:
+            item["maybeSent"] = {"BOOL": True}
+        return {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
 
     def insert_handoff(self, record: HandoffRecord, *, now: int) -> bool:
         """A new handoff record on its own (its stream INSERT delivers it); False if the id exists."""
@@ -261,12 +296,13 @@ class SessionStore(DynamoTable):
             {
                 "Update": self._request(
                     handoff_key(original_id),
-                    update="SET #status = :redriven, outcome = :redriven, lastError = :error, finishedAt = :now "
-                    "REMOVE leaseUntil, promise, promiseDue",
+                    update="SET #status = :redriven, outcome = :redriven, lastError = :error, finishedAt = :now, "
+                    "redrivenAs = :copy REMOVE leaseUntil, leaseToken, promise, promiseDue",
                     condition="#status IN (:pending, :dispatching, :failed)",
                     values={
                         ":redriven": "redriven",
                         ":error": f"redriven as {again.handoff_id}",
+                        ":copy": again.handoff_id,
                         ":now": now,
                         ":pending": "pending",
                         ":dispatching": "dispatching",
@@ -317,13 +353,16 @@ class SessionStore(DynamoTable):
 
         Returns the record and whether this caller now owns it. Delivered and failed records
         are never claimed again: that is what makes a redelivered stream record harmless.
+        The lease carries a fresh token: only its holder may record the handoff's outcome. A
+        record taken over from a dispatcher that died holding it may have been posted to Studio.
         """
+        token = uuid.uuid4().hex
         try:
             response = self._update(
                 handoff_key(handoff_id),
                 # While leased, the promise falls due when the lease runs out: a dispatcher that
                 # died holding it is found by the watchdog then, not before.
-                "SET #status = :dispatching, leaseUntil = :lease, deliveries = deliveries + :one, "
+                "SET #status = :dispatching, leaseUntil = :lease, leaseToken = :token, deliveries = deliveries + :one, "
                 "promise = :promise, promiseDue = :lease",
                 condition="attribute_exists(pk) AND (#status = :pending OR "
                 "(#status = :dispatching AND leaseUntil < :now))",
@@ -334,29 +373,43 @@ class SessionStore(DynamoTable):
                     ":now": now,
                     ":one": 1,
                     ":promise": HANDOFF_PROMISE,
+                    ":token": token,
                 },
-                ReturnValues="ALL_NEW",
+                # The old image, to know whether a dead dispatcher's lease was taken over.
+                ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ConcurrentUpdate as exc:
             return (_handoff_from(plain_item(exc.existing)) if exc.existing else None), False
-        return _handoff_from(plain_item(response["Attributes"])), True
+        old = _handoff_from(plain_item(response["Attributes"]))
+        claimed = old._replace(
+            status="dispatching",
+            lease_until=now + lease_seconds,
+            lease_token=token,
+            deliveries=old.deliveries + 1,
+            maybe_sent=old.maybe_sent or old.status == "dispatching",
+        )
+        return claimed, True
 
     def finish_handoff(
         self,
         handoff_id: str,
         *,
+        lease_token: str,
         status: str,
         outcome: str,
         now: int,
         execution_sid: str = "",
         error: str = "",
         promise_due: int | None = None,
-    ) -> None:
-        """Record a handoff's outcome. Its promise is settled, unless `promise_due` keeps it owed.
+    ) -> HandoffRecord:
+        """Record a handoff's outcome, as the holder of its lease. Its promise is settled, unless
+        `promise_due` keeps it owed. The record as it now is (a release may have marked it).
 
         A failed handoff keeps its promise (due at once) until its hold is lifted and its customer
         told: if this invocation dies before that, the watchdog finishes the job.
+        Raises ConcurrentUpdate when the lease is not `lease_token`'s any more (it ran out and
+        another dispatcher took the record): that one records the outcome, never both.
         """
         values: dict[str, Any] = {
             ":status": status,
@@ -364,37 +417,55 @@ class SessionStore(DynamoTable):
             ":sid": execution_sid,
             ":error": error,
             ":now": now,
+            ":dispatching": "dispatching",
+            ":token": lease_token,
         }
         update = "SET #status = :status, outcome = :outcome, executionSid = :sid, lastError = :error, finishedAt = :now"
         if promise_due is None:
-            update += " REMOVE leaseUntil, promise, promiseDue"
+            update += " REMOVE leaseUntil, leaseToken, promise, promiseDue"
         else:
-            update += ", promise = :promise, promiseDue = :due REMOVE leaseUntil"
+            update += ", promise = :promise, promiseDue = :due REMOVE leaseUntil, leaseToken"
             values.update({":promise": HANDOFF_PROMISE, ":due": promise_due})
-        self._update(handoff_key(handoff_id), update, condition="attribute_exists(pk)", values=values)
+        response = self._update(
+            handoff_key(handoff_id),
+            update,
+            condition="#status = :dispatching AND leaseToken = :token",
+            values=values,
+            ReturnValues="ALL_NEW",
+        )
+        return _handoff_from(plain_item(response["Attributes"]))
 
     def settle_promise(self, handoff_id: str) -> None:
         """Nothing more is owed for this handoff: it leaves the PromisesIndex."""
         self._update(handoff_key(handoff_id), "REMOVE promise, promiseDue", condition="attribute_exists(pk)")
 
-    def release_handoff(self, handoff_id: str, *, error: str, now: int) -> None:
+    def release_handoff(
+        self, handoff_id: str, *, lease_token: str, error: str, now: int, maybe_sent: bool = False
+    ) -> None:
         """Hand a claimed record back for a later delivery, keeping why this one failed.
 
         Its promise falls due after the grace again: the stream redelivers it long before, and
-        the watchdog takes it if the stream does not.
+        the watchdog takes it if the stream does not. `maybe_sent`: a POST of this delivery
+        got no answer, so Studio may have started an execution (remembered for good).
         """
+        update = "SET #status = :pending, lastError = :error, promise = :promise, promiseDue = :due"
+        values: dict[str, Any] = {
+            ":pending": "pending",
+            ":dispatching": "dispatching",
+            ":error": error,
+            ":promise": HANDOFF_PROMISE,
+            ":due": now + self.handoff_grace_seconds,
+            ":token": lease_token,
+        }
+        if maybe_sent:
+            update += ", maybeSent = :sent"
+            values[":sent"] = True
         try:
             self._update(
                 handoff_key(handoff_id),
-                "SET #status = :pending, lastError = :error, promise = :promise, promiseDue = :due REMOVE leaseUntil",
-                condition="#status = :dispatching",
-                values={
-                    ":pending": "pending",
-                    ":dispatching": "dispatching",
-                    ":error": error,
-                    ":promise": HANDOFF_PROMISE,
-                    ":due": now + self.handoff_grace_seconds,
-                },
+                update + " REMOVE leaseUntil, leaseToken",
+                condition="#status = :dispatching AND leaseToken = :token",
+                values=values,
             )
         except ConcurrentUpdate:
             pass
@@ -421,6 +492,24 @@ class SessionStore(DynamoTable):
             values={":ended": ended, ":detail": detail, ":now": now},
         )
 
+    def mark_released(self, handoff_id: str, *, now: int) -> tuple[HandoffRecord | None, bool]:
+        """Its conversation was released before an execution was recorded: its dispatcher posts
+        nothing, or ends what it started. False (and the record) when an execution was recorded
+        first: the releaser ends that one itself.
+        """
+        try:
+            response = self._update(
+                handoff_key(handoff_id),
+                "SET releasedAt = :now",
+                condition="attribute_exists(pk) AND (attribute_not_exists(executionSid) OR executionSid = :none)",
+                values={":now": now, ":none": ""},
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ConcurrentUpdate as exc:
+            return (_handoff_from(plain_item(exc.existing)) if exc.existing else None), False
+        return _handoff_from(plain_item(response["Attributes"])), True
+
     # -- Studio contacts ----------------------------------------------------------------
 
     def record_execution(
@@ -433,8 +522,9 @@ class SessionStore(DynamoTable):
         handoff_id: str,
         conversation_id: str,
         now: int,
+        status: str = "active",
     ) -> None:
-        """The execution a handoff started (or was found to own) is the contact's active one now."""
+        """The execution a handoff started (or was found to own) is the contact's last one now."""
         self._call(
             "put_item",
             TableName=self._table,
@@ -444,7 +534,7 @@ class SessionStore(DynamoTable):
                 "executionSid": s(execution_sid),
                 "handoffId": s(handoff_id),
                 "conversationId": s(conversation_id),
-                "status": s("active"),
+                "status": s(status),
                 "startedAt": n(now),
                 "expiresAt": n(now + HANDOFF_TTL_SECONDS),
             },
@@ -475,6 +565,12 @@ class SessionStore(DynamoTable):
             )
         except ConcurrentUpdate:
             pass
+
+
+def request_token(items: list[dict[str, Any]], attempt: int = 0) -> str:
+    """An idempotency token for a transaction: the same items and attempt, the same token (36 characters at most)."""
+    content = json.dumps([attempt, items], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(content.encode()).hexdigest()[:36]
 
 
 def _claim_from(item: dict[str, Any]) -> MessageClaim:
@@ -521,4 +617,10 @@ def _handoff_from(item: dict[str, Any]) -> HandoffRecord:
         created_at=int(item.get("createdAt", 0)),
         lease_until=int(item.get("leaseUntil", 0)),
         customer_notified="customerNotifiedAt" in item,
+        lease_token=item.get("leaseToken", ""),
+        maybe_sent=bool(item.get("maybeSent", False)),
+        redriven_from=item.get("redrivenFrom", ""),
+        origin_created_at=int(item.get("originCreatedAt", 0)),
+        released="releasedAt" in item,
+        redriven_as=item.get("redrivenAs", ""),
     )

@@ -4,7 +4,8 @@ The page is static HTML: semantic elements, `lang`, headings, an ordered list of
 without its stylesheet. It loads nothing: no script, no image, no font, and its Content-Security-
 Policy allows only its own inline stylesheet (by hash), so text a customer typed, escaped here,
 could not run even if escaping failed. It is never cached and sends no Referer, since the URL is
-the credential. The customer's number is masked and card numbers are removed from every text.
+the credential. Card numbers are removed from every text, and the customer's own number is masked
+in whatever format it was written (other numbers stay: the human may need them).
 
 Hand-written rather than a template engine: one page of fixed structure, and a template library
 would be the only dependency of this function's cold start.
@@ -19,7 +20,7 @@ import time
 from html import escape
 from typing import Any
 
-from ..masking import mask_phone
+from ..masking import mask_number_in, mask_phone
 from ..pan_redaction import redact_pans
 from ..storage.records import Turn
 from ..storage.transcripts import Transcript
@@ -83,7 +84,7 @@ def render_json(transcript: Transcript, *, link_expires_at: int) -> str:
             "customer": mask_phone(transcript.customer),
             "handoff": {
                 "trigger": transcript.trigger,
-                "reason": transcript.reason,
+                "reason": _clean(transcript.reason, transcript.customer),
                 "summary": _clean(transcript.summary, transcript.customer),
                 "at": _iso(transcript.handed_off_at),
             },
@@ -109,7 +110,7 @@ def render_html(transcript: Transcript, *, link_expires_at: int) -> str:
     customer = mask_phone(transcript.customer) or "unknown"
     trigger = TRIGGERS.get(transcript.trigger, transcript.trigger or "not recorded")
     facts = [
-        ("Reason", escape(transcript.reason or "none given")),
+        ("Reason", escape(_clean(transcript.reason, transcript.customer) or "none given")),
         ("Trigger", escape(trigger)),
         ("Summary", escape(_clean(transcript.summary, transcript.customer) or "none")),
         ("Channel", channel),
@@ -186,11 +187,11 @@ def _document(title: str, body: str) -> str:
 
 
 def _clean(text: str, customer: str) -> str:
-    """No card numbers, and the customer's own number masked wherever they wrote it."""
-    text = redact_pans(text)
-    if customer and len(customer) >= 6:
-        text = text.replace(customer, mask_phone(customer))
-    return text
+    """No card numbers, and the customer's own number masked wherever and however it was written.
+
+    Other numbers stay: a callback number or an order number the customer gave is what the human needs.
+    """
+    return mask_number_in(redact_pans(text), customer)
 
 
 def _iso(epoch: int) -> str:

@@ -414,13 +414,15 @@ class VoiceRelay:
         )
         if abandoned.is_set():
             return "", ""
-        history = (*call.history, Turn("assistant", outcome.reply))[-self._policy.history_limit :]
 
         def commit() -> bool:
             # The turn's closing write, conditional on the turn: it also tells the speaker whether
             # an interrupt overtook the turn, so the reply's last frame costs no read of its own.
             return not abandoned.is_set() and self._calls.finish_turn(
-                call_sid, turn=call.turn, history=history, unresolved_attempts=outcome.unresolved_attempts
+                call,
+                Turn("assistant", outcome.reply),
+                unresolved_attempts=outcome.unresolved_attempts,
+                history_limit=self._policy.history_limit,
             )
 
         if not speaker.finish(commit):
