@@ -96,9 +96,10 @@ def websocket_routes() -> dict[str, str]:
     for logical_id, resource in resources.items():
         if resource["Type"] == "AWS::ApiGatewayV2::Integration":
             uri = str(resource["Properties"]["IntegrationUri"])
-            match = re.search(r"\$\{(\w+)\.Arn\}", uri)
+            # The function's ARN, or its alias (`!Ref Function.Alias`: the published version the routes invoke).
+            match = re.search(r"\$\{(\w+)\.Arn\}|'Ref': '(\w+)\.Alias'", uri)
             if match:
-                integrations[logical_id] = match.group(1)
+                integrations[logical_id] = match.group(1) or match.group(2)
     routes = {}
     for resource in resources.values():
         if resource["Type"] == "AWS::ApiGatewayV2::Route":

@@ -2,7 +2,7 @@
 
 Each package's folder is a layer with a list of the layers it may import (its __init__ says the
 same in words). Handlers in functions/ are the top and may import anything; inside the core,
-only `webhook_handler` (the handlers' shared shape) may import `wiring`.
+only `webhook_handler` (the handlers' shared shape), `snapshot` and `cold_start` (their start) may import `wiring`.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def core_layer(module: str) -> str:
     head = parts[0]
     if head in FOUNDATION:
         return "foundation"
-    if head == "webhook_handler":
+    if head in ("webhook_handler", "snapshot", "cold_start"):
         return "handler"
     if head in CORE_RULES:
         return head

@@ -143,25 +143,98 @@ class FakeClock:
         return self.now
 
 
-def test_speaker_posts_each_clause_once_complete_and_stops_when_interrupted():
-    posted, current, reads, clock = [], [True], [], FakeClock()
+class SlowReply:
+    """A speaker fed a reply whose clauses come one confirmation window apart, as a slow model writes."""
 
-    def still_current():
-        reads.append(clock.now)
-        return current[0]
+    PIECES = (
+        "Our plans start at ten dollars a month. Every plan ",
+        "includes a free trial. You can ",
+        "upgrade any time. ",
+    )
+    LAST = "Annual plans get two months free."
 
-    speaker = Speaker(lambda m: posted.append(m) or True, still_current, clock=clock)
+    def __init__(self, *, current=True, confirmed_at=None) -> None:
+        self.posted, self.reads, self.events, self.clock = [], [], [], FakeClock()
+        self.current = current
+        self.speaker = Speaker(self._send, self._read, confirmed_at=confirmed_at, clock=self.clock)
 
-    speaker.feed("Our plans start at ten dollars a month. Every plan ")
-    assert [m.token for m in posted] == ["Our plans start at ten dollars a month. "]
-    clock.now += CONFIRMATION_WINDOW_SECONDS + 0.01  # the model keeps writing; the caller listens
-    speaker.feed("includes a free trial. You can ")
-    current[0] = False  # the caller barged in
-    clock.now += CONFIRMATION_WINDOW_SECONDS + 0.01
-    speaker.feed("upgrade any time. Annual plans get two months free.")
+    def _send(self, message) -> bool:
+        self.posted.append(message)
+        self.events.append("post")
+        return True
 
-    assert [m.last for m in posted] == [False, False] and speaker.finish() is False
-    assert len(reads) == 3  # one read per frame: each came after the window had passed
+    def _read(self) -> bool:
+        self.reads.append(self.clock.now)
+        return self.current
+
+    def commit(self) -> bool:
+        self.events.append("commit")
+        return self.current
+
+    def play(self, *, barge_in_after: int | None = None) -> bool:
+        for i, piece in enumerate(self.PIECES):
+            if barge_in_after == i:
+                self.current = False
+            self.speaker.feed(piece)
+            self.clock.now += CONFIRMATION_WINDOW_SECONDS + 0.01  # the model keeps writing; the caller listens
+        self.speaker.feed(self.LAST)
+        return self.speaker.finish(self.commit)
+
+
+def test_a_slow_reply_reads_its_turn_once_and_its_closing_write_confirms_the_rest():
+    reply = SlowReply()
+
+    assert reply.play() is True
+    assert len(reply.reads) == 1  # one read, for the first clause; the claim was too long ago
+    assert [m.token for m in reply.posted] == [
+        "Our plans start at ten dollars a month. ",
+        "Every plan includes a free trial. You can upgrade any time. Annual plans get two months free.",
+    ]
+    assert [m.last for m in reply.posted] == [False, True]
+    assert reply.events == ["post", "commit", "post"]  # the held clauses went out once the turn was confirmed
+
+
+def test_an_interrupt_after_the_first_clause_stops_everything_held():
+    reply = SlowReply()
+
+    assert reply.play(barge_in_after=1) is False
+
+    assert [m.token for m in reply.posted] == ["Our plans start at ten dollars a month. "]
+    assert len(reply.reads) == 1 and reply.events == ["post", "commit"]  # the closing write saw the new turn
+
+
+def test_an_interrupt_the_read_sees_stops_the_reply_before_its_first_clause():
+    reply = SlowReply(current=False)
+
+    assert reply.play() is False
+    assert reply.posted == [] and len(reply.reads) == 1 and reply.events == []  # no history claims unsaid words
+
+
+def test_prompt_costs_at_most_one_read_however_many_clauses():
+    posted, reads, clock = [], [], FakeClock()
+    speaker = Speaker(lambda m: posted.append(m) or True, lambda: reads.append(1) or True, clock=clock)
+    for _ in range(20):
+        speaker.feed("This clause arrives long after the one before it. ")
+        clock.now += 1.0
+    assert speaker.finish() is True
+    assert len(reads) == 1 and len(posted) == 2 and posted[-1].last
+
+
+def test_a_fresh_last_frame_is_posted_before_the_closing_write():
+    events, clock = [], FakeClock()
+    speaker = Speaker(lambda m: events.append("post") or True, lambda: True, confirmed_at=clock.now, clock=clock)
+    speaker.feed("We open Monday to Friday from eight until six. ")
+    speaker.feed("Is there anything else I can help you with today?")
+    assert speaker.finish(lambda: events.append("commit") or True) is True
+    assert events == ["post", "post", "commit"]  # the caller's last words wait for no write
+
+
+def test_a_failed_post_skips_the_closing_write():
+    committed = []
+    speaker = Speaker(lambda m: False, lambda: True, confirmed_at=FakeClock().now, clock=FakeClock())
+    speaker.feed("Sure, we open at eight.")
+    assert speaker.finish(lambda: committed.append(1) or True) is False
+    assert committed == []
 
 
 def test_frames_inside_the_confirmation_window_need_no_read():
@@ -180,8 +253,11 @@ def test_frames_inside_the_confirmation_window_need_no_read():
     late = Speaker(
         lambda m: posted.append(m) or True, lambda: reads.append(clock.now) or False, confirmed_at=100.0, clock=clock
     )
-    late.feed("Too late to say this. Really much too late now. ")
+    late.feed("Too late to say this, a clause of its own. Really much too late now. ")
     assert late.finish() is False and reads and len(posted) == 3  # stale confirmation: read, and stop
+    overtaken = Speaker(lambda m: posted.append(m) or True, lambda: reads.append(1) or True, confirmed_at=100.0)
+    overtaken.feed("Only a last frame, and its turn was overtaken.")
+    assert overtaken.finish(lambda: False) is False and len(posted) == 3  # the closing write said so
 
 
 def test_caller_hears_the_first_clause_before_the_model_finishes(connections, voice_call, monkeypatch):

@@ -108,7 +108,7 @@ def test_websocket_api_routes_every_frame_to_the_relay(transformed):
     routes = {v["Properties"]["RouteKey"] for v in resources.values() if v["Type"] == "AWS::ApiGatewayV2::Route"}
     assert routes == {"$connect", "$default", "$disconnect"}
     integration = resources["VoiceRelayIntegration"]["Properties"]
-    assert "VoiceRelayFunction.Arn" in json.dumps(integration["IntegrationUri"])
+    assert "VoiceRelayFunctionAliaslive" in json.dumps(integration["IntegrationUri"])  # the alias, not $LATEST
     assert resources["VoiceRelayStage"]["Properties"]["AutoDeploy"] is True
 
 

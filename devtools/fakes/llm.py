@@ -21,15 +21,35 @@ DEFAULT_REPLY = (
 
 
 class StreamingLlmFake:
-    def __init__(self, reply: str = DEFAULT_REPLY, *, delay: float = 0.02, words_per_chunk: int = 2) -> None:
+    """`first_delay`: the time to the first chunk, when it differs from `delay` (a model's time to
+    first token). `timings` has, per request: when it arrived and when each chunk was written
+    (time.perf_counter), for measuring what the relay adds on either side of the model."""
+
+    def __init__(
+        self,
+        reply: str = DEFAULT_REPLY,
+        *,
+        delay: float = 0.02,
+        words_per_chunk: int = 2,
+        first_delay: float | None = None,
+    ) -> None:
         words = reply.split(" ")
         self.chunks = [" ".join(words[i : i + words_per_chunk]) + " " for i in range(0, len(words), words_per_chunk)]
         self.delay = delay
+        self.first_delay = delay if first_delay is None else first_delay
+        self.timings: list[tuple[float, list[float]]] = []
         fake = self
 
         class Handler(QuietHandler):
+            def setup(self) -> None:
+                super().setup()
+                self.rfile = _Stamped(self.rfile)
+
             def do_POST(self) -> None:
+                arrived = self.rfile.first_line_at
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                self.rfile.first_line_at = None
+                fake.timings.append((arrived, []))
                 if request.get("stream"):
                     fake._stream(self)
                 else:
@@ -48,11 +68,13 @@ class StreamingLlmFake:
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.end_headers()
-        for chunk in self.chunks:
-            time.sleep(self.delay)
+        written = self.timings[-1][1]
+        for i, chunk in enumerate(self.chunks):
+            time.sleep(self.first_delay if i == 0 else self.delay)
             data = {"choices": [{"index": 0, "delta": {"content": chunk}}]}
             handler.wfile.write(f"data: {json.dumps(data)}\n\n".encode())
             handler.wfile.flush()
+            written.append(time.perf_counter())
         handler.wfile.write(b"data: [DONE]\n\n")
 
     def _whole(self, handler: BaseHTTPRequestHandler) -> None:
@@ -63,6 +85,24 @@ class StreamingLlmFake:
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
+
+
+class _Stamped:
+    """A request stream that notes when a request's first line came in: its arrival, before the
+    server spends any time parsing headers."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.first_line_at: float | None = None
+
+    def readline(self, *args: Any) -> bytes:
+        line = self._raw.readline(*args)
+        if self.first_line_at is None:
+            self.first_line_at = time.perf_counter()
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
 
 
 class LlmAnswer(NamedTuple):

@@ -1,13 +1,12 @@
 """HandoffDispatchFunction: handoff records from the table's stream -> Studio executions."""
 
-from aws_lambda_powertools.metrics import MetricUnit
-
-from agent_handoff import wiring
+# cold_start first: it holds collections for the cold start (so MetricUnit comes through observability)
+from agent_handoff import cold_start, wiring
 from agent_handoff.deadline import Deadline
 from agent_handoff.delivery.dispatch import MIN_RECORD_SECONDS, RESERVE_SECONDS
 from agent_handoff.delivery.stream_batch import new_image_text, process_stream_batch
 from agent_handoff.errors import ConfigError
-from agent_handoff.observability import config_problem, function_logger, metric, route_core_logs
+from agent_handoff.observability import MetricUnit, config_problem, function_logger, metric, route_core_logs
 
 logger = function_logger("handoff-dispatch")
 
@@ -50,6 +49,7 @@ def redelivered(record, exc):
     )
 
 
+@cold_start.released_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)

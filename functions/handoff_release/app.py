@@ -2,7 +2,7 @@
 
 import json
 
-from agent_handoff import wiring
+from agent_handoff import cold_start, wiring  # cold_start first: it holds collections for the cold start
 from agent_handoff.deadline import Deadline
 from agent_handoff.delivery import release
 from agent_handoff.errors import ConfigError, StoreError, WebhookRejected
@@ -24,6 +24,7 @@ def _json(status, body):
     return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
 
+@cold_start.released_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)

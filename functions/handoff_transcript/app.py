@@ -1,6 +1,6 @@
 """HandoffTranscriptFunction: GET /handoff/transcript?t=<signed link> -> the conversation before the handoff."""
 
-from agent_handoff import wiring
+from agent_handoff import cold_start, wiring  # cold_start first: it holds collections for the cold start
 from agent_handoff.errors import ConfigError, StoreError
 from agent_handoff.observability import function_logger, metric, route_core_logs
 from agent_handoff.transcript_link import QUERY
@@ -9,6 +9,7 @@ from agent_handoff.webhooks.request import lower_headers, query_params
 logger = function_logger("handoff-transcript")
 
 
+@cold_start.released_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)

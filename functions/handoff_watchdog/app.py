@@ -1,6 +1,6 @@
 """HandoffWatchdogFunction: every minute, keeps the promises to customers that are overdue."""
 
-from agent_handoff import wiring
+from agent_handoff import cold_start, wiring  # cold_start first: it holds collections for the cold start
 from agent_handoff.deadline import Deadline
 from agent_handoff.observability import function_logger, metric, route_core_logs
 
@@ -9,6 +9,7 @@ logger = function_logger("handoff-watchdog")
 RESERVE_SECONDS = 3.0  # the summary and its metrics, after the last promise
 
 
+@cold_start.released_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)

@@ -1,6 +1,6 @@
 """InboundSmsFunction: Twilio Messaging webhook (POST /sms) -> one agent turn -> TwiML."""
 
-from agent_handoff import wiring
+from agent_handoff import cold_start, wiring  # cold_start first: it holds collections for the cold start
 from agent_handoff.masking import mask_phone
 from agent_handoff.observability import function_logger, metric, route_core_logs
 from agent_handoff.sms.service import FALLBACK_RESERVE_SECONDS, InboundSms, claim_lease_seconds, webhook_deadline
@@ -42,6 +42,7 @@ def answer(request, event, context):
     return responses.twiml(message_reply(reply.text))
 
 
+@cold_start.released_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)

@@ -2,7 +2,7 @@
 
 import re
 
-from agent_handoff import wiring
+from agent_handoff import cold_start, snapshot, wiring  # cold_start first: it holds collections for the cold start
 from agent_handoff.deadline import Deadline
 from agent_handoff.errors import WebhookRejected
 from agent_handoff.masking import mask_phone
@@ -13,6 +13,11 @@ from agent_handoff.webhooks import responses
 from agent_handoff.webhooks.request import query_params, url_beside
 
 logger = function_logger("incoming-call")
+# SnapStart or provisioned concurrency: the first call's imports and SDK models, loaded during init.
+snapshot.prepare(
+    modules=("agent_handoff.voice.calls", "agent_handoff.voice.twiml", "agent_handoff.storage.call_store"),
+    services=("dynamodb", "secretsmanager"),
+)
 FLOW_SID = re.compile(r"^FW[0-9a-fA-F]{32}$")
 # Kept back from DynamoDB's retries to shape and return the answer: the caller is ringing.
 RESERVE_SECONDS = 1.0
@@ -39,6 +44,7 @@ def answer(request, event, context):
     return responses.twiml(routing.twiml)
 
 
+@cold_start.released_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)

@@ -1,6 +1,6 @@
 """VoiceActionFunction: the <Connect action> callback (POST /voice/action) -> route the live call."""
 
-from agent_handoff import wiring
+from agent_handoff import cold_start, snapshot, wiring  # cold_start first: it holds collections for the cold start
 from agent_handoff.deadline import Deadline
 from agent_handoff.observability import function_logger, metric, route_core_logs
 from agent_handoff.voice.calls import STORE_PATIENCE_SECONDS, SessionEnd
@@ -9,6 +9,8 @@ from agent_handoff.webhooks import responses
 from agent_handoff.webhooks.request import url_beside
 
 logger = function_logger("voice-action")
+# SnapStart or provisioned concurrency: the first callback's SDK models, loaded during init.
+snapshot.prepare(modules=(), services=("dynamodb", "secretsmanager"))
 # Kept back from DynamoDB's retries to shape and return the answer: the caller is on the line.
 RESERVE_SECONDS = 1.0
 
@@ -39,6 +41,7 @@ def route(request, event, context):
     return responses.twiml(routing.twiml)
 
 
+@cold_start.released_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)

@@ -6,7 +6,7 @@ frame, which is not a ConversationRelay message (ten of them in a row drop the c
 
 import time
 
-from agent_handoff import wiring
+from agent_handoff import cold_start, snapshot, wiring  # cold_start first: it holds collections for the cold start
 from agent_handoff.deadline import Deadline
 from agent_handoff.errors import ConfigError
 from agent_handoff.observability import config_problem, function_logger, metric, route_core_logs
@@ -16,10 +16,17 @@ from agent_handoff.voice.sender import ApiGatewaySender
 from agent_handoff.webhooks.handshake import binding_of, handshake_is_signed
 
 logger = function_logger("voice-relay")
+# SnapStart or provisioned concurrency: the first frame's imports and SDK models, loaded during init.
+snapshot.prepare(
+    modules=("agent_handoff.voice.relay", "agent_handoff.storage.call_store", "agent_handoff.agent.turn"),
+    services=("dynamodb", "apigatewaymanagementapi", "secretsmanager"),
+    agent=True,
+)
 ACCEPTED = {"statusCode": 200}
 REFUSED = {"statusCode": 403}
 
 
+@cold_start.released_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     route_core_logs(logger)

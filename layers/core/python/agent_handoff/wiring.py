@@ -38,12 +38,34 @@ def settings() -> Settings:
     return Settings.from_mapping(environ)
 
 
-def _read_secret(secret_arn: str) -> dict[str, str]:
-    from aws_lambda_powertools.utilities.parameters import get_secret
+def environment_settings() -> Settings:
+    """The settings from the environment alone, never the secret: what may be checked before a
+    SnapStart snapshot (snapshot.py). Not kept: `settings()` is the one to use."""
+    return Settings.from_mapping(dict(os.environ))
 
+
+def in_lambda() -> bool:
+    """Running in Lambda (or an emulator of it), where a process serves one function."""
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+def initialization_type() -> str:
+    """How Lambda initialised this environment: on-demand, provisioned-concurrency or snap-start."""
+    return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "")
+
+
+def _read_secret(secret_arn: str) -> dict[str, str]:
+    import json
+
+    from botocore.config import Config
+
+    # One GetSecretValue per cold start (settings() keeps the result), straight through botocore:
+    # Powertools' Parameters utility would import boto3 and itself on every cold start for it.
+    config = Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 3})
     try:
-        value = get_secret(secret_arn, transform="json", max_age=300)
-    except Exception as exc:  # the Parameters utility wraps every failure in its own types
+        answer = aws_session().create_client("secretsmanager", config=config).get_secret_value(SecretId=secret_arn)
+        value = json.loads(answer["SecretString"])
+    except Exception as exc:  # no answer, no permission, no such secret, not JSON: all the same to the operator
         raise ConfigError(f"TWILIO_SECRET_ARN: cannot read the secret ({type(exc).__name__})") from None
     if not isinstance(value, dict):
         raise ConfigError("TWILIO_SECRET_ARN: the secret must be a JSON object of credentials")
@@ -51,15 +73,40 @@ def _read_secret(secret_arn: str) -> dict[str, str]:
 
 
 @cache
+def aws_session() -> Any:
+    """The session every AWS client is made from: botocore's own, not boto3's. Importing boto3 adds
+    its resource layer and s3transfer to a cold start (about a quarter of a minimal function's, see
+    docs/benchmarks.md) for clients that are botocore's anyway."""
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
+def preload_client(service: str) -> None:
+    """Load what makes a `service` client slow to create (its model, endpoint rules) into the session,
+    without resolving credentials: a throwaway client with placeholder keys, used for nothing."""
+    session = aws_session()
+    region = session.get_config_variable("region") or "us-east-1"
+    placeholder = {"aws_access_key_id": "preload", "aws_secret_access_key": "preload"}  # not a credential
+    session.create_client(service, region_name=region, **placeholder)
+
+
+@cache
 def aws_client(service: str) -> Any:
-    import boto3
     from botocore.config import Config
 
     # Short timeouts and the SDK's standard retries (throttling included), inside Twilio's 15 s window.
     # total_max_attempts counts the first try; botocore's max_attempts counts only the retries.
     read_timeout = settings().aws_read_timeout_seconds
-    config = Config(connect_timeout=1, read_timeout=read_timeout, retries={"mode": "standard", "total_max_attempts": 3})
-    return boto3.client(service, config=config)
+    # No client-side parameter validation: every request is built here, the service validates it
+    # anyway, and botocore's pass walks each AttributeValue of a history (0.3 ms a write, more cold).
+    config = Config(
+        connect_timeout=1,
+        read_timeout=read_timeout,
+        retries={"mode": "standard", "total_max_attempts": 3},
+        parameter_validation=False,
+    )
+    return aws_session().create_client(service, config=config)
 
 
 @lru_cache(maxsize=1)
@@ -102,7 +149,6 @@ def chat_provider(current: Settings) -> Any:
             timeout_seconds=current.llm_timeout_seconds,
         )
     if current.llm_provider == "bedrock":
-        import boto3
         from botocore.config import Config
 
         from .agent.bedrock import BedrockConverseProvider
@@ -115,7 +161,7 @@ def chat_provider(current: Settings) -> Any:
             connect_timeout=min(3.0, cap), read_timeout=cap, retries={"mode": "standard", "total_max_attempts": 1}
         )
         return BedrockConverseProvider(
-            client=boto3.client("bedrock-runtime", config=config),
+            client=aws_session().create_client("bedrock-runtime", config=config),
             model_id=current.bedrock_model_id,
             timeout_seconds=cap,
         )
@@ -333,15 +379,14 @@ def transcript_service() -> Any:
 def management_client(endpoint_url: str) -> Any:
     """The @connections client. boto3's AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI wins when set (local runs)."""
 
-    import boto3
     from botocore.config import Config
 
     # A post takes tens of milliseconds; these bound the longest one (about 12 s with retries),
     # which the `end` lease must outlast (voice/promises.py).
     config = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3})
     if os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or os.environ.get("AWS_ENDPOINT_URL"):
-        return boto3.client("apigatewaymanagementapi", config=config)
-    return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
+        return aws_session().create_client("apigatewaymanagementapi", config=config)
+    return aws_session().create_client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
 
 
 @lru_cache(maxsize=8)
@@ -394,6 +439,7 @@ def check(function_timeouts: Mapping[str, float] | None = None) -> None:
 
 def reset() -> None:
     for getter in (
+        aws_session,
         settings,
         signer,
         aws_client,

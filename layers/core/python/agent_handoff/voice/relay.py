@@ -2,9 +2,9 @@
 
 API Gateway invokes the function once per frame, unordered, so everything a frame needs is
 in DynamoDB: the connection's call, the turn counter, the pending handoff. A prompt claims
-a turn; an interrupt moves past it; the prompt re-reads the turn before a frame whenever the
-last confirmation is older than the speaker's window, so speech the caller talked over is not
-sent. A handoff is stored before the caller hears about it, and an `end` carries it after the
+a turn; an interrupt moves past it; the prompt's frames go out only while the turn is known
+current (speaker.py: the claim, one read, and the turn's closing write confirm it), so speech
+the caller talked over is not sent. A handoff is stored before the caller hears about it, and an `end` carries it after the
 final `text` with `last: true` (promises.py keeps that promise, across invocations if one dies).
 
 A socket belongs to one call: `$connect` must present a binding issued with the call's TwiML
@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, NamedTuple
 
 from .. import log_context
@@ -59,6 +60,8 @@ PROMISE_GRACE_SECONDS = 10
 # Between the agent's deadline and the turn's: a model stopped at its deadline leaves the agent
 # this long to store its handoff and post its apology and `end` (tens of milliseconds in a region).
 WRAP_UP_SECONDS = 0.5
+# Turns at once in one container: one in Lambda, and a few abandoned ones finishing; more locally.
+TURN_THREADS = 64
 # Kept back by the handler from each frame's turn for its fallback (apologise, store a handoff, post
 # text and end): three DynamoDB writes and two posts, measured at 37 ms p50 and 108 ms at worst
 # against moto and a loopback endpoint, some hundreds of ms at p99 in a region: 2 s leaves room for
@@ -115,6 +118,7 @@ class VoiceRelay:
         self._promises = promises or EndPromises(calls)
         # connection -> call is fixed for a connection's life; a warm container skips the lookup.
         self._call_of: OrderedDict[str, str] = OrderedDict()
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- $connect -----------------------------------------------------------------------
 
@@ -318,8 +322,8 @@ class VoiceRelay:
     def _bounded_turn(
         self, call: CallSession, text, sender, forced, claimed_at: float, deadline: Deadline | None
     ) -> tuple[str, str]:
-        """Run the turn, in a worker thread when there is a deadline: at the deadline the worker
-        is abandoned (it posts and stores nothing more) and the caller gets the fallback.
+        """Run the turn on a worker thread when there is a deadline: at the deadline the turn is
+        abandoned (it posts and stores nothing more) and the caller gets the fallback.
 
         The agent's own deadline comes WRAP_UP_SECONDS earlier, so a model that stops on time
         still lets the agent say its own apology and post its `end` before the fallback would.
@@ -327,24 +331,30 @@ class VoiceRelay:
         if deadline is None:
             return self._run_turn(call, text, sender, forced, claimed_at, None, threading.Event())
         abandoned = threading.Event()
-        box: dict[str, Any] = {}
         agent_deadline = deadline.within(deadline.remaining() - WRAP_UP_SECONDS)
-
-        def work() -> None:
-            try:
-                box["result"] = self._run_turn(call, text, sender, forced, claimed_at, agent_deadline, abandoned)
-            except BaseException as exc:  # handed to the invocation's thread, which raises it there
-                box["error"] = exc
-
-        worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
-        worker.start()
-        worker.join(deadline.remaining())
-        if worker.is_alive():
+        turn = self._workers().submit(
+            contextvars.copy_context().run,
+            self._run_turn,
+            call,
+            text,
+            sender,
+            forced,
+            claimed_at,
+            agent_deadline,
+            abandoned,
+        )
+        if not wait([turn], timeout=deadline.remaining()).done:
             abandoned.set()
             raise _TurnOverran()
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
+        return turn.result()  # the turn's own exception, if it raised one, is raised here
+
+    def _workers(self) -> ThreadPoolExecutor:
+        # Kept for the container's turns: a thread started per turn cost a thread start, and the
+        # handshake Thread.start waits for, before every model request. An abandoned turn keeps its
+        # thread until it ends; the pool grows past it.
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=TURN_THREADS, thread_name_prefix="voice-turn")
+        return self._pool
 
     def _run_turn(
         self,
@@ -390,7 +400,8 @@ class VoiceRelay:
         def send(message: OutboundMessage) -> bool:
             return not abandoned.is_set() and not ended.is_set() and sender.send(message)
 
-        # Claiming the turn confirmed it current: frames that follow at once need no read.
+        # Claiming the turn confirmed it current: frames that follow at once need no read (speaker.py
+        # says how a turn is confirmed with three DynamoDB calls at most).
         speaker = Speaker(send, lambda: self._calls.current_turn(call_sid) == call.turn, confirmed_at=claimed_at)
         outcome = self._agent.take_turn(
             call.history[:-1],
@@ -403,14 +414,18 @@ class VoiceRelay:
         )
         if abandoned.is_set():
             return "", ""
-        if speaker.finish():
-            self._calls.finish_turn(
+
+        def commit() -> bool:
+            # The turn's closing write, conditional on the turn: it also tells the speaker whether
+            # an interrupt overtook the turn, so the reply's last frame costs no read of its own.
+            return not abandoned.is_set() and self._calls.finish_turn(
                 call,
                 Turn("assistant", outcome.reply),
                 unresolved_attempts=outcome.unresolved_attempts,
                 history_limit=self._policy.history_limit,
             )
-        else:
+
+        if not speaker.finish(commit):
             log.info("turn %d of call %s was interrupted or a post failed", call.turn, call_sid)
         if not outcome.handed_off or abandoned.is_set():
             return "", ""

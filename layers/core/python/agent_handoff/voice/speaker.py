@@ -2,23 +2,36 @@
 
 Text arrives in pieces (an LLM stream, or a whole reply at once). Each complete clause becomes
 one `text` frame as soon as the next one begins, so the caller hears the first words before the
-model has finished; no frame goes out unless its turn was confirmed current (by the turn
-counter in DynamoDB) within the last CONFIRMATION_WINDOW_SECONDS, so what the caller talked
-over is not sent; `finish` sends what is left with `last: true`.
+model has finished. No frame goes out unless its turn is known current (the turn counter in
+DynamoDB) as of CONFIRMATION_WINDOW_SECONDS ago at most, so what the caller talked over is not
+sent. A turn is confirmed at most three times, so a prompt costs three DynamoDB calls at most,
+however many clauses and however slowly the model writes:
+
+- by claiming the turn (before the model is asked);
+- by one read, for the first clause that finds that confirmation stale (typically the first
+  words of a streamed reply: the model takes longer than the window to write them);
+- by the turn's own closing write (`commit`: the history, conditional on the turn).
+
+A clause that finds its confirmation stale once the read is spent is held back, and goes out
+with the rest of the reply as its last frame once the closing write has found the turn still
+current: after an interrupt, nothing held is ever sent. The caller is still hearing the earlier
+clauses while the model finishes, which it usually does long before they have been spoken.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from .protocol import OutboundMessage, Text
 from .speech import MIN_CLAUSE_CHARS, clauses, settled_length
 
-# A reply that is written as fast as it is spoken (a whole reply at once) needs no DynamoDB
-# read per frame, while a slow stream is re-checked as often as an interrupt could matter. An
-# interrupt takes about as long to reach DynamoDB (Twilio, API Gateway, a Lambda, a write).
+# How long a confirmation stays good: about as long as an interrupt takes to reach DynamoDB
+# (Twilio, API Gateway, a Lambda, a write), so a reply written at once needs no read at all.
 CONFIRMATION_WINDOW_SECONDS = 0.1
+# With the claim and the closing write: three DynamoDB calls per prompt at most.
+READS_PER_REPLY = 1
 
 
 class Speaker:
@@ -28,15 +41,20 @@ class Speaker:
         still_current: Callable[[], bool],
         *,
         confirmed_at: float | None = None,
+        reads: int = READS_PER_REPLY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`confirmed_at`: when the turn was last known current (the clock's time), if it was."""
+        """`confirmed_at`: when the turn was last known current (the clock's time), if it was;
+        `still_current`: reads the turn (at most `reads` times)."""
         self._send = send
         self._still_current = still_current
         self._confirmed_at = confirmed_at
+        self._reads = reads
         self._clock = clock
-        self._buffer = ""
+        self._buffer = ""  # written, not yet a complete clause
+        self._held = ""  # complete clauses waiting for the closing write
         self.sent = 0
+        self.reads = 0
         self.stopped = False  # interrupted, or the connection is gone
 
     def feed(self, text: str) -> None:
@@ -47,38 +65,59 @@ class Speaker:
         if not settled:
             return
         pieces = clauses(self._buffer[:settled])
-        held = ""
+        kept = ""
         if pieces and (len(pieces[-1]) < MIN_CLAUSE_CHARS or not self._buffer[settled:].strip()):
             # Too short to say alone, or possibly the reply's end: it waits for the next words
             # (or goes out with `last: true`), so a reply never costs an extra empty frame.
-            held = pieces.pop() + " "
+            kept = pieces.pop() + " "
+        self._buffer = kept + self._buffer[settled:]
         for piece in pieces:
-            if not self._post(piece + " ", last=False):
+            verdict = "hold" if self._held else self._check()
+            if verdict == "stop":
+                self.stopped = True
                 return
-        self._buffer = held + self._buffer[settled:]
+            if verdict == "hold":  # in order: once one clause waits, the ones after it wait too
+                self._held += piece + " "
+            elif not self._post(piece + " ", last=False):
+                return
 
-    def finish(self) -> bool:
-        """Send the rest with `last: true`. False when the turn was interrupted or the socket closed."""
+    def finish(self, commit: Callable[[], bool] = lambda: True) -> bool:
+        """Send the rest with `last: true` and close the turn with `commit` (its conditional write:
+        True when the turn was still current). False when the turn was interrupted, a post failed,
+        or `commit` found the turn overtaken; `commit` runs only if everything before it was sent.
+        """
         if self.stopped:
             return False
-        rest = self._buffer.strip()
-        self._buffer = ""
-        if not rest and not self.sent:
-            return True
+        rest = (self._held + self._buffer).strip()
+        self._held = self._buffer = ""
+        if not rest:
+            return commit()
+        if self._fresh():
+            return self._post(rest, last=True) and commit()
+        # Stale: the closing write confirms the turn, and costs no read; then the rest goes out.
+        if not commit():
+            self.stopped = True
+            return False
         return self._post(rest, last=True)
 
     def _post(self, token: str, *, last: bool) -> bool:
-        if not self._confirmed() or not self._send(Text(token=token, last=last)):
+        if not self._send(Text(token=token, last=last)):
             self.stopped = True
             return False
         self.sent += 1
         return True
 
-    def _confirmed(self) -> bool:
+    def _fresh(self) -> bool:
+        return self._confirmed_at is not None and self._clock() - self._confirmed_at <= CONFIRMATION_WINDOW_SECONDS
+
+    def _check(self) -> Literal["send", "hold", "stop"]:
+        if self._fresh():
+            return "send"
+        if self.reads >= self._reads:
+            return "hold"
         now = self._clock()
-        if self._confirmed_at is not None and now - self._confirmed_at <= CONFIRMATION_WINDOW_SECONDS:
-            return True
+        self.reads += 1
         if not self._still_current():
-            return False
+            return "stop"
         self._confirmed_at = now  # when the read began: the conservative end of it
-        return True
+        return "send"
