@@ -1,0 +1,147 @@
+"""Adversarial review of issue #17 (voice latency): each test here shows a promise that does not hold.
+
+They are evidence and fail on purpose; each says what the caller or operator experiences.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agent_handoff import wiring
+from agent_handoff.agent.messages import Completion
+from agent_handoff.voice.speaker import CONFIRMATION_WINDOW_SECONDS
+from agent_handoff.voice.speech import clauses
+from tests.test_voice import stored_call
+from tests.test_voice_latency import CLAUSES, SlowModel, answered_call
+
+CLOSING_WRITE = "SET history = :history, unresolvedAttempts"
+
+
+def on_closing_write(aws_client, action):
+    """Run `action` once, the moment the turn's closing write (finish_turn) has been applied."""
+    done: list[bool] = []
+
+    def mark(params, context, **_):
+        if params.get("UpdateExpression", "").startswith(CLOSING_WRITE):
+            context["closing_write"] = True
+
+    def hook(http_response, context, **_):
+        if not done and context.get("closing_write") and http_response.status_code == 200:
+            done.append(True)
+            action()
+
+    aws_client.meta.events.register("provide-client-params.dynamodb.UpdateItem", mark)
+    aws_client.meta.events.register("after-call.dynamodb.UpdateItem", hook)
+    return done
+
+
+# -- barge-in ------------------------------------------------------------------------------------
+
+
+def test_an_interrupt_at_the_closing_write_lets_the_whole_held_reply_through_not_one_clause(
+    voice_call, monkeypatch, aws
+):
+    """A slow stream: clause 1 goes out after the one read, clauses 2-6 are held for the closing write.
+    The caller talks over clause 1 and the interrupt lands right as the closing write is applied
+    (the same ~100 ms race the confirmation window accepts for ONE clause). The held remainder is
+    posted in one frame after the interrupt: the caller hears five more clauses they talked over.
+
+    Promise: "an interrupt stops the old turn's frames within one clause" (issue #17).
+    Cause: Speaker.finish's stale path posts everything held (any number of clauses, one frame)
+    on the strength of the closing write, within the window the fresh path spends on one clause.
+    """
+    client = wiring.aws_client("dynamodb")
+    call = answered_call(voice_call, monkeypatch, SlowModel([]))
+    heard = "Our plans start at ten"
+    seen: dict[str, int] = {}
+
+    def barge_in():
+        call.interrupt(heard)
+        seen["frames_at_interrupt"] = len(call.frames)
+
+    on_closing_write(client, barge_in)
+    before = len(call.frames)
+    call.say("tell me about pricing")
+
+    assert "frames_at_interrupt" in seen, "the interrupt was not injected"
+    after_interrupt = [f["token"] for f in call.frames[seen["frames_at_interrupt"] :] if f.get("type") == "text"]
+    heard_after = clauses("".join(after_interrupt))
+    history = stored_call(aws, call.call_sid)["history"]
+    assert history[-1] == {"role": "assistant", "text": heard, "interrupted": True}  # the interrupt was recorded
+    assert [f["token"] for f in call.frames[before:] if f.get("type") == "text"][0] == CLAUSES[0]
+    # What the caller hears of the interrupted answer after they talked over it: at most one clause.
+    assert len(heard_after) <= 1, f"{len(heard_after)} clauses posted after the interrupt: {after_interrupt}"
+
+
+class SameOpening:
+    """A model whose answers open the same way, as models' answers do ("Sure, I can help with that.").
+
+    The first prompt's answer is written at once; the second streams slowly (one clause per
+    confirmation window and a bit), and `during(i)` runs before its clause i is written."""
+
+    FIRST = ["Sure, I can help with that. ", "We are open from nine to five on weekdays."]
+    SECOND = [
+        "Sure, I can help with that. ",
+        "Our plans start at ten dollars a month. ",
+        "Every plan includes a free trial of thirty days. ",
+        "You can upgrade at any time from your account page. ",
+        "Is there anything else I can help you with today?",
+    ]
+
+    def __init__(self, during=None) -> None:
+        self.asked = 0
+        self.during = during or (lambda i: None)
+
+    def complete(self, system, messages, tools, *, deadline=None):
+        raise AssertionError("a listener is present: the agent must stream")
+
+    def stream(self, system, messages, tools, *, deadline=None):
+        self.asked += 1
+        if self.asked == 1:
+            yield from self.FIRST
+            yield Completion(text="".join(self.FIRST))
+            return
+        for i, clause in enumerate(self.SECOND):
+            time.sleep(CONFIRMATION_WINDOW_SECONDS + 0.03)
+            self.during(i)
+            yield clause
+        yield Completion(text="".join(self.SECOND))
+
+
+def test_talking_over_an_answer_that_opens_like_the_previous_one_does_not_stop_it(voice_call, monkeypatch, aws):
+    """Two answers open with "Sure, I can help with that." The caller talks over the second one as it
+    starts ("Sure, I can"). The interrupt is taken for a late interrupt of the FIRST answer (it is how
+    that one starts, and the second is not stored yet), so the turn counter is left alone: the second
+    answer keeps going and its held clauses all go out after the barge-in; and the first answer, heard
+    in full, is cut in the history to "Sure, I can".
+
+    Promise: barge-in stays correct, "an interrupt stops the old turn's frames within one clause".
+    Cause: call_store._earlier_answer matches `heard` against the previous answer whenever the current
+    turn's answer is not yet in the history, which with a streamed reply is its whole speaking time
+    (the closing write comes at the model's end). It cannot tell the two apart by text alone; it needs
+    the turn the interrupt was for (e.g. record_interrupt conditional on the current turn unless the
+    current turn has posted nothing yet, or the speaker recording "speaking turn N" at its first post).
+    """
+    calls: list = []
+    seen: dict[str, int] = {}
+
+    def barge_in(i: int) -> None:
+        if i == 2 and "at" not in seen:  # the caller has heard the opening and talks over the answer
+            calls[0].interrupt("Sure, I can")
+            seen["at"] = len(calls[0].frames)
+
+    call = answered_call(voice_call, monkeypatch, SameOpening(barge_in))
+    calls.append(call)
+    first = call.say("what are your hours")
+    assert call.spoken(first) == "".join(SameOpening.FIRST)
+
+    call.say("and how much does it cost")
+    assert "at" in seen
+    after_interrupt = [f["token"] for f in call.frames[seen["at"] :] if f.get("type") == "text"]
+    history = stored_call(aws, call.call_sid)["history"]
+    answers = [t for t in history if t["role"] == "assistant"]
+
+    assert len(clauses("".join(after_interrupt))) <= 1, f"posted after the barge-in: {after_interrupt}"
+    assert answers[0]["text"] == "".join(SameOpening.FIRST), f"the first answer, heard in full, became {answers[0]}"
