@@ -12,16 +12,15 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from make_runs import TRACEBACK, make, stand_in_venv
 
 from devtools.local.stack import free_port
 from devtools.template import ROOT
 
-TRACEBACK = "Traceback (most recent call last)"
 NO_AWS = {
     "AWS_CONFIG_FILE": "/nonexistent/aws-config",
     "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
@@ -31,13 +30,7 @@ NO_AWS = {
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("venv")
-    (directory / "bin").mkdir()
-    python = directory / "bin" / "python"
-    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    python.chmod(0o755)
-    (directory / "bin" / ".installed").touch()  # newer than the requirements files: setup is done
-    return directory
+    return stand_in_venv(tmp_path_factory.mktemp("venv"))
 
 
 @pytest.fixture
@@ -48,19 +41,6 @@ def environ(tmp_path) -> dict[str, str]:
     for name in ("LLM_PROVIDER", "HANDOFF_RELEASE_TOKEN", "PYTHONPATH"):
         env.pop(name, None)
     return env
-
-
-def make(venv: Path, environ: dict[str, str], *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["make", "--no-print-directory", "-s", *args, f"VENV={venv}"],
-        cwd=ROOT,
-        env={**environ, **env},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def last_line(result: subprocess.CompletedProcess) -> str:

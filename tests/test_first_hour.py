@@ -17,18 +17,17 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import termios
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from make_runs import TRACEBACK, make, stand_in_venv
 
 from devtools.local.stack import PASS_THROUGH, LocalStack, free_port
 from devtools.template import ROOT
 
-TRACEBACK = "Traceback (most recent call last)"
 # The developer's shell as it was before any stack in this process changed os.environ.
 SHELL = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TWILIO_", "DEBUG", "MAKE"))}
 for _name in ("LLM_PROVIDER", "HANDOFF_RELEASE_TOKEN", "PYTHONPATH", "CI", *PASS_THROUGH):
@@ -37,13 +36,7 @@ for _name in ("LLM_PROVIDER", "HANDOFF_RELEASE_TOKEN", "PYTHONPATH", "CI", *PASS
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("venv")
-    (directory / "bin").mkdir()
-    python = directory / "bin" / "python"
-    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    python.chmod(0o755)
-    (directory / "bin" / ".installed").touch()
-    return directory
+    return stand_in_venv(tmp_path_factory.mktemp("venv"))
 
 
 @pytest.fixture
@@ -55,19 +48,6 @@ def environ(tmp_path) -> dict[str, str]:
 def stack():
     with LocalStack(port=0, log_level="WARNING", environ=dict(SHELL)) as running:
         yield running
-
-
-def make(venv: Path, environ: dict[str, str], *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["make", "--no-print-directory", "-s", *args, f"VENV={venv}"],
-        cwd=ROOT,
-        env={**environ, **env},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def start_and_watch(command: list[str], env: dict[str, str], *, timeout: float = 150) -> tuple[bool, int | None, str]:

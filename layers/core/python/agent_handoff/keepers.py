@@ -6,11 +6,14 @@ Apart from the watchdog (delivery/) so that every channel can keep its own kind 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from .deadline import Deadline
+
+Item = TypeVar("Item")
 
 
 @dataclass
@@ -25,6 +28,15 @@ class KeeperReport:
     errors: int = 0  # raised: left overdue for the next run
     left: int = 0  # not reached before the deadline
     outcomes: list[str] = field(default_factory=list)
+
+    def in_time(self, overdue: Sequence[Item], deadline: Deadline, min_seconds: float) -> Iterator[Item]:
+        """The overdue promises, one by one while one more fits before the deadline; counts both."""
+        self.overdue = len(overdue)
+        for index, item in enumerate(overdue):
+            if deadline.remaining() < min_seconds:
+                self.left = len(overdue) - index
+                return
+            yield item
 
 
 class PromiseKeeper(Protocol):

@@ -53,11 +53,7 @@ class HandoffKeeper:
     def keep_overdue(self, *, now: int, deadline: Deadline) -> KeeperReport:
         report = KeeperReport()
         overdue = self._store.handoff_promises(due_before=now, limit=BATCH)
-        report.overdue = len(overdue)
-        for index, handoff_id in enumerate(overdue):
-            if deadline.remaining() < MIN_RECORD_SECONDS:
-                report.left = len(overdue) - index
-                break
+        for handoff_id in report.in_time(overdue, deadline, MIN_RECORD_SECONDS):
             try:
                 outcome = self._dispatcher.recover(handoff_id, deadline=deadline)
             except RetryLater as exc:

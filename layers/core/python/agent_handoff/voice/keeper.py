@@ -34,11 +34,7 @@ class VoiceEndKeeper:
     def keep_overdue(self, *, now: int, deadline: Deadline) -> KeeperReport:
         report = KeeperReport()
         overdue = self._calls.overdue_voice_ends(now=now, limit=BATCH)
-        report.overdue = len(overdue)
-        for index, promise in enumerate(overdue):
-            if deadline.remaining() < MIN_CALL_SECONDS:
-                report.left = len(overdue) - index
-                break
+        for promise in report.in_time(overdue, deadline, MIN_CALL_SECONDS):
             try:
                 outcome = self._keep(promise.call_sid)
             except Exception:
