@@ -166,3 +166,14 @@ def test_provisioned_concurrency_warms_at_init_secret_and_clients_included(monke
     assert snapshot.prepare(modules=("agent_handoff.voice.relay",), services=("dynamodb",), agent=True) == "warmed"
     assert wiring.settings.cache_info().currsize == 1  # no snapshot to keep a secret out of
     assert wiring.aws_client.cache_info().currsize == 1
+
+
+def test_provisioned_concurrency_survives_a_secret_it_cannot_read_at_init(monkeypatch, aws):
+    """Secrets Manager failing during init must not fail the environment (nor the deploy that
+    provisions it): the warm-up goes on, and the first request reads the secret."""
+    initialised_as(monkeypatch, "provisioned-concurrency")
+    monkeypatch.setenv("TWILIO_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf")
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN")
+    wiring.reset()
+    assert snapshot.prepare(modules=("agent_handoff.voice.relay",), services=("dynamodb",), agent=True) == "warmed"
+    assert wiring.settings.cache_info().currsize == 0  # not kept: the first request reads it

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from devtools.template import ROOT, TEMPLATE
+from devtools.template import ROOT, TEMPLATE, load_template
 from tests.test_sam_cli import SAM
 from tests.test_template import PARAMETERS, resolved, resolver_for
 
@@ -157,3 +158,12 @@ def test_sam_validate_lint_with_each_option(tmp_path, option):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_provisioned_concurrency_takes_only_a_whole_number_of_environments():
+    parameter = load_template()["Parameters"]["VoiceProvisionedConcurrency"]
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert parameter["Type"] == "String"  # AllowedPattern applies to strings only
+    assert all(pattern.fullmatch(value) for value in ("0", "1", "25", "9999"))
+    # "00" would pass for provisioned (not "0") while provisioning none; the others fail at deploy.
+    assert not any(pattern.fullmatch(value) for value in ("00", "01", "1.5", "-1", "", " 2", "10000"))

@@ -202,7 +202,7 @@ def test_a_late_interrupt_rewrites_the_answer_it_was_for_and_leaves_the_newer_tu
 
     turn = store.record_interrupt(call.call_sid, "we're open monday to", history_limit=20)  # case aside
 
-    assert turn == claimed.turn and store.current_turn(call.call_sid) == claimed.turn  # B goes on speaking
+    assert turn == claimed.turn and store.get_call(call.call_sid).turn == claimed.turn  # B goes on speaking
     assert store.finish_turn(claimed, Turn("assistant", "Yes, we do."), unresolved_attempts=0, history_limit=20)
     assert stored_call(aws, call.call_sid)["history"][-3:] == [
         {"role": "assistant", "text": "we're open monday to", "interrupted": True},
@@ -216,7 +216,7 @@ def test_an_interrupt_of_the_turn_in_flight_still_stops_it_and_follows_its_promp
 
     turn = store.record_interrupt(call.call_sid, "Yes, we deliver", history_limit=20)  # not how A starts
 
-    assert turn == claimed.turn + 1 == store.current_turn(call.call_sid)  # B's invocation stops posting
+    assert turn == claimed.turn + 1 == store.get_call(call.call_sid).turn  # B's invocation stops posting
     assert not store.finish_turn(
         claimed, Turn("assistant", "Yes, we deliver anywhere."), unresolved_attempts=0, history_limit=20
     )

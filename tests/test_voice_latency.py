@@ -73,7 +73,11 @@ def test_a_slow_reply_of_many_clauses_costs_three_dynamodb_calls_one_before_the_
         frames = call.say(prompt)
         made = dynamodb_calls[before:]
 
-        assert made == ["UpdateItem", "GetItem", "UpdateItem"]  # claim, one read, the closing write
+        assert made == [
+            "UpdateItem",
+            "UpdateItem",
+            "UpdateItem",
+        ]  # claim, one check (marks it speaking), the closing write
         assert model.calls_when_asked[-1] == before + 1  # one round trip before the model is asked
         assert call.spoken(frames) == "".join(CLAUSES)
         assert frames[-1]["last"] is True and all(f["last"] is False for f in frames[:-1])

@@ -60,8 +60,16 @@ def prepare(*, modules: Iterable[str], services: Iterable[str], agent: bool = Fa
     if kind == PROVISIONED:
         # No snapshot: the environment stays as it is until it serves, so the secret and the clients are safe now.
         warm(modules, services, agent)
-        wiring.settings()
-        wiring.aws_client("dynamodb")
+        try:
+            wiring.settings()
+            wiring.aws_client("dynamodb")
+        except Exception:
+            # Secrets Manager briefly unavailable must not fail the environment (or the deploy that
+            # provisions it): the first request reads the secret, as it does on demand.
+            log.warning(
+                "the settings from the secret could not be read during init; the first request reads them",
+                exc_info=True,
+            )
         return "warmed"
     return ""
 

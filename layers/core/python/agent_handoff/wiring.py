@@ -394,13 +394,13 @@ def urgent_management_client(endpoint_url: str) -> Any:
     """The @connections client for a turn's fallback, which works inside the handler's reserve:
     one attempt of 0.25 s connect + 0.5 s read per post (a post takes tens of milliseconds), so
     its two posts and three writes fit the reserve; a post that fails leaves the `end` owed."""
-    import boto3
     from botocore.config import Config
 
+    # The same botocore session as every other client (boto3 would be a first import inside the reserve).
     config = Config(connect_timeout=0.25, read_timeout=0.5, retries={"mode": "standard", "total_max_attempts": 1})
     if os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or os.environ.get("AWS_ENDPOINT_URL"):
-        return boto3.client("apigatewaymanagementapi", config=config)
-    return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
+        return aws_session().create_client("apigatewaymanagementapi", config=config)
+    return aws_session().create_client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
 
 
 def llm_reserves() -> dict[str, float]:

@@ -85,6 +85,7 @@ class CallSession(NamedTuple):
     binding_expires_at: int = 0
     promise_due: int = 0
     history_version: int = 0  # moves on with every write of `history`
+    speaking_turn: int = -1  # the last turn known to have started speaking (its first frames confirmed)
 
 
 class EndClaim(NamedTuple):
@@ -383,9 +384,18 @@ class CallStore(DynamoTable):
         )
         return _call_from(plain_item(response["Attributes"]))
 
-    def current_turn(self, call_sid: str) -> int:
-        response = self._call("get_item", **self._request(call_key(call_sid), projection="#turn"), ConsistentRead=True)
-        return int((response.get("Item") or {}).get("turn", {}).get("N", -1))
+    def confirm_speaking(self, call_sid: str, turn: int) -> bool:
+        """Whether `turn` is still current; if so it is marked as speaking, in the same one call.
+
+        The mark is how an interrupt knows it is this turn's, whatever its words (an answer that
+        opens like the one before it would otherwise pass for a late interrupt of that one)."""
+        try:
+            self._update(
+                call_key(call_sid), "SET speakingTurn = :turn", condition="#turn = :turn", values={":turn": turn}
+            )
+        except ConcurrentUpdate:
+            return False
+        return True
 
     def finish_turn(
         self, call: CallSession, reply: Turn, *, unresolved_attempts: int, history_limit: int, attempts: int = 3
@@ -399,7 +409,7 @@ class CallStore(DynamoTable):
             try:
                 self._update(
                     call_key(call.call_sid),
-                    "SET history = :history, unresolvedAttempts = :attempts, "
+                    "SET history = :history, unresolvedAttempts = :attempts, speakingTurn = :turn, "
                     "historyVersion = if_not_exists(historyVersion, :zero) + :one",
                     condition=f"#turn = :turn AND {_HISTORY_UNCHANGED}",
                     values={
@@ -421,6 +431,38 @@ class CallStore(DynamoTable):
             return True
         return False
 
+    def keep_only_said(self, call: CallSession, reply: str, said: str, *, history_limit: int) -> bool:
+        """The turn's stored reply cut to what went out (`said`, marked interrupted; dropped when
+        nothing did): for a closing write whose last frame then failed. Only while the reply is the
+        turn's last word: an interrupt that has moved past the turn recorded what was heard itself."""
+        for _ in range(3):
+            current = self.get_call(call.call_sid)
+            if current is None or current.turn != call.turn or not current.history:
+                return False
+            last = current.history[-1]
+            if last.role != "assistant" or last.text != reply:
+                return False
+            history = list(current.history[:-1])
+            if said.strip():
+                history.append(Turn("assistant", said.strip(), interrupted=True))
+            try:
+                self._update(
+                    call_key(call.call_sid),
+                    "SET history = :history, historyVersion = if_not_exists(historyVersion, :zero) + :one",
+                    condition=f"#turn = :turn AND {_HISTORY_UNCHANGED}",
+                    values={
+                        ":history": history_attribute(history[-history_limit:]),
+                        ":turn": call.turn,
+                        ":seen": current.history_version,
+                        ":zero": 0,
+                        ":one": 1,
+                    },
+                )
+            except ConcurrentUpdate:
+                continue
+            return True
+        return False
+
     def record_interrupt(
         self, call_sid: str, heard: str, *, history_limit: int, call: CallSession | None = None
     ) -> int | None:
@@ -437,7 +479,10 @@ class CallStore(DynamoTable):
             if call is None:
                 return None
             history = list(call.history)
-            earlier = _earlier_answer(history, heard)
+            # The current turn speaking an answer not stored yet owns the interrupt, whatever its
+            # words: only its stored answer's text could tell it from the answer before (see below).
+            speaking_unstored = call.speaking_turn == call.turn and bool(history) and history[-1].role == "user"
+            earlier = None if speaking_unstored else _earlier_answer(history, heard)
             if earlier is not None:
                 history[earlier] = Turn("assistant", heard, interrupted=True)
                 update, turn_after = "SET history = :history", call.turn
@@ -801,4 +846,5 @@ def _call_from(item: dict[str, Any]) -> CallSession:
         binding_expires_at=int(item.get("bindingExpiresAt", 0)),
         promise_due=int(item.get("promiseDue", 0)),
         history_version=int(item.get("historyVersion", 0)),
+        speaking_turn=int(item.get("speakingTurn", -1)),
     )

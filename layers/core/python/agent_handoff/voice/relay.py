@@ -402,7 +402,7 @@ class VoiceRelay:
 
         # Claiming the turn confirmed it current: frames that follow at once need no read (speaker.py
         # says how a turn is confirmed with three DynamoDB calls at most).
-        speaker = Speaker(send, lambda: self._calls.current_turn(call_sid) == call.turn, confirmed_at=claimed_at)
+        speaker = Speaker(send, lambda: self._calls.confirm_speaking(call_sid, call.turn), confirmed_at=claimed_at)
         outcome = self._agent.take_turn(
             call.history[:-1],
             text,
@@ -427,6 +427,9 @@ class VoiceRelay:
 
         if not speaker.finish(commit):
             log.info("turn %d of call %s was interrupted or a post failed", call.turn, call_sid)
+            if speaker.committed and not abandoned.is_set():
+                # Stored whole, then its last frame failed: the history says only what the caller heard.
+                self._calls.keep_only_said(call, outcome.reply, speaker.said, history_limit=self._policy.history_limit)
         if not outcome.handed_off or abandoned.is_set():
             return "", ""
         # Even if the caller talked over the goodbye: they asked for a person and get one.

@@ -8,14 +8,19 @@ sent. A turn is confirmed at most three times, so a prompt costs three DynamoDB 
 however many clauses and however slowly the model writes:
 
 - by claiming the turn (before the model is asked);
-- by one read, for the first clause that finds that confirmation stale (typically the first
+- by one conditional write that also marks the turn as speaking (CallStore.confirm_speaking),
+  for the first clause that finds that confirmation stale (typically the first
   words of a streamed reply: the model takes longer than the window to write them);
 - by the turn's own closing write (`commit`: the history, conditional on the turn).
 
-A clause that finds its confirmation stale once the read is spent is held back, and goes out
+A clause that finds its confirmation stale once that check is spent is held back, and goes out
 with the rest of the reply as its last frame once the closing write has found the turn still
 current: after an interrupt, nothing held is ever sent. The caller is still hearing the earlier
-clauses while the model finishes, which it usually does long before they have been spoken.
+clauses while the model finishes, which it usually does long before they have been spoken (models
+write ten times faster than speech). The bound's price, chosen over a read per clause: a model
+slower than speech leaves a pause after the first clause until it has finished, and an interrupt
+that reaches DynamoDB in the instant between the closing write and its frame (the race every
+confirmation has, about CONFIRMATION_WINDOW_SECONDS wide) lets the held rest through as that frame.
 """
 
 from __future__ import annotations
@@ -54,8 +59,10 @@ class Speaker:
         self._buffer = ""  # written, not yet a complete clause
         self._held = ""  # complete clauses waiting for the closing write
         self.sent = 0
+        self.said = ""  # what went out, in order
         self.reads = 0
         self.stopped = False  # interrupted, or the connection is gone
+        self.committed = False  # the closing write stored the reply (whether or not all of it went out)
 
     def feed(self, text: str) -> None:
         if self.stopped:
@@ -91,20 +98,26 @@ class Speaker:
         rest = (self._held + self._buffer).strip()
         self._held = self._buffer = ""
         if not rest:
-            return commit()
+            return self._commit(commit)
         if self._fresh():
-            return self._post(rest, last=True) and commit()
-        # Stale: the closing write confirms the turn, and costs no read; then the rest goes out.
-        if not commit():
+            return self._post(rest, last=True) and self._commit(commit)
+        # Stale: the closing write confirms the turn, and costs no read; then the rest goes out
+        # (if that post fails, `committed` with `said` tells the caller what to take back).
+        if not self._commit(commit):
             self.stopped = True
             return False
         return self._post(rest, last=True)
+
+    def _commit(self, commit: Callable[[], bool]) -> bool:
+        self.committed = commit()
+        return self.committed
 
     def _post(self, token: str, *, last: bool) -> bool:
         if not self._send(Text(token=token, last=last)):
             self.stopped = True
             return False
         self.sent += 1
+        self.said += token
         return True
 
     def _fresh(self) -> bool:
