@@ -163,7 +163,7 @@ class SlowReply:
         self.events.append("post")
         return True
 
-    def _read(self) -> bool:
+    def _read(self, opening: str) -> bool:
         self.reads.append(self.clock.now)
         return self.current
 
@@ -212,7 +212,7 @@ def test_an_interrupt_the_read_sees_stops_the_reply_before_its_first_clause():
 
 def test_prompt_costs_at_most_one_read_however_many_clauses():
     posted, reads, clock = [], [], FakeClock()
-    speaker = Speaker(lambda m: posted.append(m) or True, lambda: reads.append(1) or True, clock=clock)
+    speaker = Speaker(lambda m: posted.append(m) or True, lambda _opening: reads.append(1) or True, clock=clock)
     for _ in range(20):
         speaker.feed("This clause arrives long after the one before it. ")
         clock.now += 1.0
@@ -222,7 +222,9 @@ def test_prompt_costs_at_most_one_read_however_many_clauses():
 
 def test_a_fresh_last_frame_is_posted_before_the_closing_write():
     events, clock = [], FakeClock()
-    speaker = Speaker(lambda m: events.append("post") or True, lambda: True, confirmed_at=clock.now, clock=clock)
+    speaker = Speaker(
+        lambda m: events.append("post") or True, lambda _opening: True, confirmed_at=clock.now, clock=clock
+    )
     speaker.feed("We open Monday to Friday from eight until six. ")
     speaker.feed("Is there anything else I can help you with today?")
     assert speaker.finish(lambda: events.append("commit") or True) is True
@@ -231,7 +233,7 @@ def test_a_fresh_last_frame_is_posted_before_the_closing_write():
 
 def test_a_failed_post_skips_the_closing_write():
     committed = []
-    speaker = Speaker(lambda m: False, lambda: True, confirmed_at=FakeClock().now, clock=FakeClock())
+    speaker = Speaker(lambda m: False, lambda _opening: True, confirmed_at=FakeClock().now, clock=FakeClock())
     speaker.feed("Sure, we open at eight.")
     assert speaker.finish(lambda: committed.append(1) or True) is False
     assert committed == []
@@ -240,7 +242,10 @@ def test_a_failed_post_skips_the_closing_write():
 def test_frames_inside_the_confirmation_window_need_no_read():
     posted, reads, clock = [], [], FakeClock()
     speaker = Speaker(
-        lambda m: posted.append(m) or True, lambda: reads.append(clock.now) or True, confirmed_at=clock.now, clock=clock
+        lambda m: posted.append(m) or True,
+        lambda _opening: reads.append(clock.now) or True,
+        confirmed_at=clock.now,
+        clock=clock,
     )
 
     speaker.feed("Our plans start at ten dollars a month. Every plan includes a free trial. ")
@@ -251,11 +256,16 @@ def test_frames_inside_the_confirmation_window_need_no_read():
     assert len(posted) == 3 and reads == []  # the turn's claim confirmed it a moment ago
     clock.now += CONFIRMATION_WINDOW_SECONDS * 2
     late = Speaker(
-        lambda m: posted.append(m) or True, lambda: reads.append(clock.now) or False, confirmed_at=100.0, clock=clock
+        lambda m: posted.append(m) or True,
+        lambda _opening: reads.append(clock.now) or False,
+        confirmed_at=100.0,
+        clock=clock,
     )
     late.feed("Too late to say this, a clause of its own. Really much too late now. ")
     assert late.finish() is False and reads and len(posted) == 3  # stale confirmation: read, and stop
-    overtaken = Speaker(lambda m: posted.append(m) or True, lambda: reads.append(1) or True, confirmed_at=100.0)
+    overtaken = Speaker(
+        lambda m: posted.append(m) or True, lambda _opening: reads.append(1) or True, confirmed_at=100.0
+    )
     overtaken.feed("Only a last frame, and its turn was overtaken.")
     assert overtaken.finish(lambda: False) is False and len(posted) == 3  # the closing write said so
 
@@ -291,7 +301,7 @@ def test_a_streamed_reply_costs_one_frame_per_clause():
     from devtools.fakes.llm import DEFAULT_REPLY
 
     posted = []
-    speaker = Speaker(lambda m: posted.append(m) or True, lambda: True)
+    speaker = Speaker(lambda m: posted.append(m) or True, lambda _opening: True)
     words = DEFAULT_REPLY.split(" ")
     for i in range(0, len(words), 2):
         speaker.feed(" ".join(words[i : i + 2]) + " ")
@@ -299,3 +309,18 @@ def test_a_streamed_reply_costs_one_frame_per_clause():
 
     assert len(posted) == len(clauses(DEFAULT_REPLY))
     assert "".join(m.token for m in posted) == DEFAULT_REPLY and posted[-1].last
+
+
+def test_the_check_is_given_the_answer_as_it_will_open_once_its_clause_is_out():
+    """What an interrupt is matched against (CallStore.confirm_speaking keeps it): the words already
+    said and the clause waiting on the check, so a late interrupt of the answer before can be told apart."""
+    openings, clock = [], FakeClock()
+    speaker = Speaker(
+        lambda m: True, lambda opening: openings.append(opening) or True, confirmed_at=clock.now, clock=clock
+    )
+    speaker.feed("Sure, I can help with that today. ")
+    speaker.feed("Our plans start at ten dollars. ")  # kept until the next words show it is not the end
+    clock.now += 1.0
+    speaker.feed("Every plan has a free trial of thirty days. ")
+    speaker.feed("Ask me anything else.")
+    assert openings == ["Sure, I can help with that today. Our plans start at ten dollars."]

@@ -341,6 +341,7 @@ def voice_relay() -> Any:
         memory_store_id=current.memory_store_id,
         history_limit=current.history_limit,
         transcript_base_url=transcript_base_url(),
+        welcome_greeting=current.voice_welcome_greeting,
     )
     return VoiceRelay(call_store(), agent("VOICE"), policy, relay_bindings(), links=transcript_links())
 

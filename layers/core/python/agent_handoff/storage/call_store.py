@@ -86,6 +86,7 @@ class CallSession(NamedTuple):
     promise_due: int = 0
     history_version: int = 0  # moves on with every write of `history`
     speaking_turn: int = -1  # the last turn known to have started speaking (its first frames confirmed)
+    speaking_opening: str = ""  # how that turn's answer opens: what it had said, or was about to, when confirmed
 
 
 class EndClaim(NamedTuple):
@@ -384,14 +385,17 @@ class CallStore(DynamoTable):
         )
         return _call_from(plain_item(response["Attributes"]))
 
-    def confirm_speaking(self, call_sid: str, turn: int) -> bool:
-        """Whether `turn` is still current; if so it is marked as speaking, in the same one call.
+    def confirm_speaking(self, call_sid: str, turn: int, opening: str) -> bool:
+        """Whether `turn` is still current; if so it is marked as speaking `opening`, in the same one call.
 
-        The mark is how an interrupt knows it is this turn's, whatever its words (an answer that
-        opens like the one before it would otherwise pass for a late interrupt of that one)."""
+        The mark is how an interrupt tells this turn's answer from a late interrupt of the one
+        before, even when both open alike (see `record_interrupt`)."""
         try:
             self._update(
-                call_key(call_sid), "SET speakingTurn = :turn", condition="#turn = :turn", values={":turn": turn}
+                call_key(call_sid),
+                "SET speakingTurn = :turn, speakingOpening = :opening",
+                condition="#turn = :turn",
+                values={":turn": turn, ":opening": opening[:OPENING_CHARS]},
             )
         except ConcurrentUpdate:
             return False
@@ -433,26 +437,30 @@ class CallStore(DynamoTable):
 
     def keep_only_said(self, call: CallSession, reply: str, said: str, *, history_limit: int) -> bool:
         """The turn's stored reply cut to what went out (`said`, marked interrupted; dropped when
-        nothing did): for a closing write whose last frame then failed. Only while the reply is the
-        turn's last word: an interrupt that has moved past the turn recorded what was heard itself."""
+        nothing did): for a closing write whose last frame then failed. Found by its text, even
+        after the caller's next prompt; an interrupt that rewrote it already recorded what was heard."""
         for _ in range(3):
             current = self.get_call(call.call_sid)
-            if current is None or current.turn != call.turn or not current.history:
+            if current is None:
                 return False
-            last = current.history[-1]
-            if last.role != "assistant" or last.text != reply:
+            history = list(current.history)
+            at = next(
+                (i for i in range(len(history) - 1, -1, -1) if history[i] == Turn("assistant", reply)),
+                None,
+            )
+            if at is None:
                 return False
-            history = list(current.history[:-1])
             if said.strip():
-                history.append(Turn("assistant", said.strip(), interrupted=True))
+                history[at] = Turn("assistant", said.strip(), interrupted=True)
+            else:
+                del history[at]
             try:
                 self._update(
                     call_key(call.call_sid),
                     "SET history = :history, historyVersion = if_not_exists(historyVersion, :zero) + :one",
-                    condition=f"#turn = :turn AND {_HISTORY_UNCHANGED}",
+                    condition=_HISTORY_UNCHANGED,
                     values={
                         ":history": history_attribute(history[-history_limit:]),
-                        ":turn": call.turn,
                         ":seen": current.history_version,
                         ":zero": 0,
                         ":one": 1,
@@ -464,7 +472,7 @@ class CallStore(DynamoTable):
         return False
 
     def record_interrupt(
-        self, call_sid: str, heard: str, *, history_limit: int, call: CallSession | None = None
+        self, call_sid: str, heard: str, *, history_limit: int, call: CallSession | None = None, greeting: str = ""
     ) -> int | None:
         """Keep only what the caller heard of the answer they talked over; the turn counter after it.
 
@@ -472,17 +480,20 @@ class CallStore(DynamoTable):
         prompt): the counter moves past it, so its invocation stops posting. An interrupt that ran
         late, after the caller's next prompt claimed a turn, is for the answer before that prompt
         when `heard` is how that answer starts: it is rewritten and the counter, with the newer
-        turn, is left alone. `call`: the call as just read, which saves the first read.
+        turn, is left alone; so is one of the welcome `greeting` (never stored), when the caller
+        has not been answered yet. `call`: the call as just read, which saves the first read.
         """
         for _ in range(3):
             call = call or self.get_call(call_sid)
             if call is None:
                 return None
             history = list(call.history)
-            # The current turn speaking an answer not stored yet owns the interrupt, whatever its
-            # words: only its stored answer's text could tell it from the answer before (see below).
+            earlier = _earlier_answer(history, heard)
             speaking_unstored = call.speaking_turn == call.turn and bool(history) and history[-1].role == "user"
-            earlier = None if speaking_unstored else _earlier_answer(history, heard)
+            if speaking_unstored and _agrees(call.speaking_opening, heard):
+                earlier = None  # the current turn is speaking words that open so: the interrupt is its own
+            elif earlier is None and not _stored_answer_before_prompt(history) and _starts_with(greeting, heard):
+                return call.turn  # an interrupt of the welcome greeting, which is not in the history
             if earlier is not None:
                 history[earlier] = Turn("assistant", heard, interrupted=True)
                 update, turn_after = "SET history = :history", call.turn
@@ -795,6 +806,8 @@ class CallStore(DynamoTable):
 # The history as it was read: items written before historyVersion existed have none.
 _HISTORY_UNCHANGED = "(attribute_not_exists(historyVersion) OR historyVersion = :seen)"
 _WORDS = re.compile(r"\w+")
+# How much of a speaking turn's opening is kept: enough words to tell two answers apart.
+OPENING_CHARS = 200
 
 
 def _earlier_answer(history: list[Turn], heard: str) -> int | None:
@@ -812,6 +825,17 @@ def _earlier_answer(history: list[Turn], heard: str) -> int | None:
     if before is None or not _starts_with(history[before].text, heard):
         return None
     return before
+
+
+def _agrees(opening: str, heard: str) -> bool:
+    """`heard` and `opening` are the same words as far as the shorter goes (either may be cut)."""
+    return _starts_with(opening, heard) or _starts_with(heard, opening)
+
+
+def _stored_answer_before_prompt(history: list[Turn]) -> bool:
+    """An answer is stored before the caller's newest prompt (so the greeting is not the answer before it)."""
+    prompts = [index for index, turn in enumerate(history) if turn.role == "user"]
+    return bool(prompts) and any(turn.role == "assistant" for turn in history[: prompts[-1]])
 
 
 def _starts_with(said: str, heard: str) -> bool:
@@ -847,4 +871,5 @@ def _call_from(item: dict[str, Any]) -> CallSession:
         promise_due=int(item.get("promiseDue", 0)),
         history_version=int(item.get("historyVersion", 0)),
         speaking_turn=int(item.get("speakingTurn", -1)),
+        speaking_opening=item.get("speakingOpening", ""),
     )

@@ -94,6 +94,7 @@ class RelayPolicy(NamedTuple):
     memory_store_id: str
     history_limit: int
     transcript_base_url: str = ""  # where GET /handoff/transcript is served, for the handoff's link
+    welcome_greeting: str = ""  # what the TwiML has Twilio say first: an interrupt of it is no turn's
 
 
 class _TurnOverran(Exception):
@@ -308,13 +309,27 @@ class VoiceRelay:
         call = self._calls.get_call(call_sid)
         if call is None or call.connection_id != connection_id:
             return FrameResult(message.type, call_sid)
-        end = ""
-        if call.handoff_state == "pending":
-            end = self._promises.keep(call_sid, connection_id, sender, deadline=deadline)
+        late = False
         if isinstance(message, Interrupt):
-            self._calls.record_interrupt(
-                call_sid, message.utterance_until_interrupt, history_limit=self._policy.history_limit, call=call
-            )
+            try:
+                turn_after = self._calls.record_interrupt(
+                    call_sid,
+                    message.utterance_until_interrupt,
+                    history_limit=self._policy.history_limit,
+                    call=call,
+                    greeting=self._policy.welcome_greeting,
+                )
+            except StoreError:
+                if call.handoff_state != "pending":
+                    raise
+                log.warning("call %s: the interrupt could not be recorded; the `end` owed goes first", call_sid)
+                turn_after = None
+            late = turn_after == call.turn  # of an earlier answer or the greeting: the current turn goes on
+        end = ""
+        if call.handoff_state == "pending" and not late:
+            # A turn that stored a handoff and died before its `end`. (A late interrupt leaves it to
+            # the turn, which may be alive and saying its goodbye: the `end` must not cut in ahead.)
+            end = self._promises.keep(call_sid, connection_id, sender, deadline=deadline)
         return FrameResult(message.type, call_sid, end=end)
 
     # -- a turn -------------------------------------------------------------------------
@@ -402,7 +417,9 @@ class VoiceRelay:
 
         # Claiming the turn confirmed it current: frames that follow at once need no read (speaker.py
         # says how a turn is confirmed with three DynamoDB calls at most).
-        speaker = Speaker(send, lambda: self._calls.confirm_speaking(call_sid, call.turn), confirmed_at=claimed_at)
+        speaker = Speaker(
+            send, lambda opening: self._calls.confirm_speaking(call_sid, call.turn, opening), confirmed_at=claimed_at
+        )
         outcome = self._agent.take_turn(
             call.history[:-1],
             text,
@@ -427,13 +444,26 @@ class VoiceRelay:
 
         if not speaker.finish(commit):
             log.info("turn %d of call %s was interrupted or a post failed", call.turn, call_sid)
-            if speaker.committed and not abandoned.is_set():
-                # Stored whole, then its last frame failed: the history says only what the caller heard.
-                self._calls.keep_only_said(call, outcome.reply, speaker.said, history_limit=self._policy.history_limit)
+            if speaker.post_failed and not abandoned.is_set():
+                self._store_as_said(call, outcome, speaker)
         if not outcome.handed_off or abandoned.is_set():
             return "", ""
         # Even if the caller talked over the goodbye: they asked for a person and get one.
         return outcome.trigger, self._promises.keep(call_sid, call.connection_id, sender, deadline=deadline)
+
+    def _store_as_said(self, call: CallSession, outcome: Any, speaker: Speaker) -> None:
+        """A frame failed: the history says only what went out, as a reply the caller was cut off from."""
+        limit = self._policy.history_limit
+        try:
+            if speaker.committed:  # stored whole by the closing write, then its last frame failed
+                self._calls.keep_only_said(call, outcome.reply, speaker.said, history_limit=limit)
+            elif speaker.said.strip():  # failed before the closing write: store what did go out
+                said = Turn("assistant", speaker.said.strip(), interrupted=True)
+                self._calls.finish_turn(
+                    call, said, unresolved_attempts=outcome.unresolved_attempts, history_limit=limit
+                )
+        except StoreError:
+            log.warning("call %s: what the caller heard of turn %d could not be stored", call.call_sid, call.turn)
 
     def _fallback(
         self,

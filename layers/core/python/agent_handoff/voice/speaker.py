@@ -21,16 +21,23 @@ write ten times faster than speech). The bound's price, chosen over a read per c
 slower than speech leaves a pause after the first clause until it has finished, and an interrupt
 that reaches DynamoDB in the instant between the closing write and its frame (the race every
 confirmation has, about CONFIRMATION_WINDOW_SECONDS wide) lets the held rest through as that frame.
+Outside the bound, by design: a late interrupt of the previous answer that rewrites the history
+during the turn costs the closing write one retry (four calls), and a failed post costs a write
+that stores what the caller did hear.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Literal
 
+from ..errors import StoreError
 from .protocol import OutboundMessage, Text
 from .speech import MIN_CLAUSE_CHARS, clauses, settled_length
+
+log = logging.getLogger(__name__)
 
 # How long a confirmation stays good: about as long as an interrupt takes to reach DynamoDB
 # (Twilio, API Gateway, a Lambda, a write), so a reply written at once needs no read at all.
@@ -43,14 +50,15 @@ class Speaker:
     def __init__(
         self,
         send: Callable[[OutboundMessage], bool],
-        still_current: Callable[[], bool],
+        still_current: Callable[[str], bool],
         *,
         confirmed_at: float | None = None,
         reads: int = READS_PER_REPLY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`confirmed_at`: when the turn was last known current (the clock's time), if it was;
-        `still_current`: reads the turn (at most `reads` times)."""
+        `still_current`: checks the turn (at most `reads` times), given the answer's opening as it
+        will stand once the clause waiting on the check is out."""
         self._send = send
         self._still_current = still_current
         self._confirmed_at = confirmed_at
@@ -63,6 +71,7 @@ class Speaker:
         self.reads = 0
         self.stopped = False  # interrupted, or the connection is gone
         self.committed = False  # the closing write stored the reply (whether or not all of it went out)
+        self.post_failed = False  # a frame could not be posted (the socket is gone or failing)
 
     def feed(self, text: str) -> None:
         if self.stopped:
@@ -79,7 +88,7 @@ class Speaker:
             kept = pieces.pop() + " "
         self._buffer = kept + self._buffer[settled:]
         for piece in pieces:
-            verdict = "hold" if self._held else self._check()
+            verdict = "hold" if self._held else self._check(piece)
             if verdict == "stop":
                 self.stopped = True
                 return
@@ -114,7 +123,7 @@ class Speaker:
 
     def _post(self, token: str, *, last: bool) -> bool:
         if not self._send(Text(token=token, last=last)):
-            self.stopped = True
+            self.stopped = self.post_failed = True
             return False
         self.sent += 1
         self.said += token
@@ -123,14 +132,20 @@ class Speaker:
     def _fresh(self) -> bool:
         return self._confirmed_at is not None and self._clock() - self._confirmed_at <= CONFIRMATION_WINDOW_SECONDS
 
-    def _check(self) -> Literal["send", "hold", "stop"]:
+    def _check(self, piece: str) -> Literal["send", "hold", "stop"]:
         if self._fresh():
             return "send"
         if self.reads >= self._reads:
             return "hold"
         now = self._clock()
         self.reads += 1
-        if not self._still_current():
+        try:
+            current = self._still_current(self.said + piece)
+        except StoreError:
+            # Unknown, not overtaken: hold, as once the check is spent; the closing write decides.
+            log.warning("the turn's check failed; its clauses wait for the closing write", exc_info=True)
+            return "hold"
+        if not current:
             return "stop"
         self._confirmed_at = now  # when the read began: the conservative end of it
         return "send"
