@@ -18,9 +18,10 @@ milliseconds) so one invocation posts at a time, and a dead one's lease runs out
 
 Each WebSocket frame is its own Lambda invocation and they arrive unordered, so the turn
 counter lives here: a prompt claims a turn, an interrupt moves past it, and the prompt's
-invocation checks it before every frame it posts. An interrupt that runs late, after the
-caller's next prompt has claimed a turn, belongs to the answer before that prompt: it rewrites
-that answer to what was heard and leaves the counter (and the newer turn) alone.
+invocation confirms it before its frames go out (voice/speaker.py: three calls a prompt at
+most). An interrupt that runs late, after the caller's next prompt has claimed a turn, belongs
+to the answer before that prompt: it rewrites that answer to what was heard and leaves the
+counter (and the newer turn) alone.
 `historyVersion` moves on with every write of the history, so a turn's reply is added to the
 history as it is now, never over an interrupt's change.
 """
@@ -28,6 +29,7 @@ history as it is now, never over an interrupt's change.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
 from ..errors import ConcurrentUpdate
@@ -401,6 +403,38 @@ class CallStore(DynamoTable):
             return False
         return True
 
+    def _write_history(
+        self,
+        call_sid: str,
+        history: Sequence[Turn],
+        *,
+        seen_version: int,
+        also_set: str = "",
+        also_condition: str = "",
+        values: dict[str, Any] | None = None,
+        **request: Any,
+    ) -> dict[str, Any]:
+        """Every rewrite of a call's history: only if it is still as it was read (`seen_version`), and
+        moving the version on, so writers that read the same history never lose each other's change."""
+        update = ", ".join(
+            part
+            for part in ("history = :history", also_set, "historyVersion = if_not_exists(historyVersion, :zero) + :one")
+            if part
+        )
+        return self._update(
+            call_key(call_sid),
+            f"SET {update}",
+            condition=f"{also_condition} AND {_HISTORY_UNCHANGED}" if also_condition else _HISTORY_UNCHANGED,
+            values={
+                ":history": history_attribute(history),
+                ":seen": seen_version,
+                ":zero": 0,
+                ":one": 1,
+                **(values or {}),
+            },
+            **request,
+        )
+
     def finish_turn(
         self, call: CallSession, reply: Turn, *, unresolved_attempts: int, history_limit: int, attempts: int = 3
     ) -> bool:
@@ -411,19 +445,13 @@ class CallStore(DynamoTable):
         for _ in range(attempts):
             history = (*seen.history, reply)[-history_limit:]
             try:
-                self._update(
-                    call_key(call.call_sid),
-                    "SET history = :history, unresolvedAttempts = :attempts, speakingTurn = :turn, "
-                    "historyVersion = if_not_exists(historyVersion, :zero) + :one",
-                    condition=f"#turn = :turn AND {_HISTORY_UNCHANGED}",
-                    values={
-                        ":history": history_attribute(history),
-                        ":attempts": unresolved_attempts,
-                        ":turn": call.turn,
-                        ":seen": seen.history_version,
-                        ":zero": 0,
-                        ":one": 1,
-                    },
+                self._write_history(
+                    call.call_sid,
+                    history,
+                    seen_version=seen.history_version,
+                    also_set="unresolvedAttempts = :attempts, speakingTurn = :turn",
+                    also_condition="#turn = :turn",
+                    values={":attempts": unresolved_attempts, ":turn": call.turn},
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
             except ConcurrentUpdate as exc:
@@ -455,17 +483,7 @@ class CallStore(DynamoTable):
             else:
                 del history[at]
             try:
-                self._update(
-                    call_key(call.call_sid),
-                    "SET history = :history, historyVersion = if_not_exists(historyVersion, :zero) + :one",
-                    condition=_HISTORY_UNCHANGED,
-                    values={
-                        ":history": history_attribute(history[-history_limit:]),
-                        ":seen": current.history_version,
-                        ":zero": 0,
-                        ":one": 1,
-                    },
-                )
+                self._write_history(call.call_sid, history[-history_limit:], seen_version=current.history_version)
             except ConcurrentUpdate:
                 continue
             return True
@@ -496,25 +514,21 @@ class CallStore(DynamoTable):
                 return call.turn  # an interrupt of the welcome greeting, which is not in the history
             if earlier is not None:
                 history[earlier] = Turn("assistant", heard, interrupted=True)
-                update, turn_after = "SET history = :history", call.turn
+                moves_turn, turn_after = "", call.turn
             else:
                 if history and history[-1].role == "assistant":
                     history[-1] = Turn("assistant", heard, interrupted=True)
                 elif heard:
                     history.append(Turn("assistant", heard, interrupted=True))
-                update, turn_after = "SET #turn = #turn + :one, history = :history", call.turn + 1
+                moves_turn, turn_after = "#turn = #turn + :one", call.turn + 1
             try:
-                self._update(
-                    call_key(call_sid),
-                    f"{update}, historyVersion = if_not_exists(historyVersion, :zero) + :one",
-                    condition=f"#turn = :turn AND {_HISTORY_UNCHANGED}",
-                    values={
-                        ":one": 1,
-                        ":zero": 0,
-                        ":turn": call.turn,
-                        ":seen": call.history_version,
-                        ":history": history_attribute(history[-history_limit:]),
-                    },
+                self._write_history(
+                    call_sid,
+                    history[-history_limit:],
+                    seen_version=call.history_version,
+                    also_set=moves_turn,
+                    also_condition="#turn = :turn",
+                    values={":turn": call.turn},
                 )
             except ConcurrentUpdate:
                 call = None
