@@ -239,6 +239,37 @@ class CallStore(DynamoTable):
     ) -> bool:
         """`setup`: tie the connection to its call, if the connection presented this binding for
         this call at `$connect`; otherwise nothing changes (False). A call opened elsewhere is created here."""
+        return self._bind(
+            call_sid,
+            connection_id,
+            binding_id=binding_id,
+            endpoint=endpoint,
+            conversation_id=conversation_id,
+            now=now,
+            call_set="sessionId = :session, caller = if_not_exists(caller, :caller), "
+            "agentNumber = if_not_exists(agentNumber, :agent), accountSid = if_not_exists(accountSid, :account)",
+            call_values={":session": session_id, ":caller": caller, ":agent": agent_number, ":account": account_sid},
+        )
+
+    def _bind(
+        self,
+        call_sid: str,
+        connection_id: str,
+        *,
+        binding_id: str,
+        endpoint: str,
+        conversation_id: str,
+        now: int,
+        call_set: str = "",
+        call_values: dict[str, Any] | None = None,
+        call_remove: str = "",
+        call_condition: str | None = None,
+        connection_condition: str = "",
+    ) -> bool:
+        """In one transaction: the call record opened (or reopened) on the connection, and the
+        connection tied to the call, only if it presented this call's binding at `$connect`
+        (False, nothing changed, when a condition fails). `call_set`, `call_remove`: what else the
+        call's update sets and removes; `connection_condition`: more the connection must meet."""
         try:
             self._call(
                 "transact_write_items",
@@ -246,28 +277,21 @@ class CallStore(DynamoTable):
                     {
                         "Update": self._request(
                             call_key(call_sid),
-                            update="SET kind = :kind, callSid = :sid, connectionId = :conn, endpoint = :endpoint, "
-                            "sessionId = :session, "
-                            "#status = :connected, conversationId = if_not_exists(conversationId, :conv), "
-                            "caller = if_not_exists(caller, :caller), agentNumber = if_not_exists(agentNumber, :agent), "
-                            "accountSid = if_not_exists(accountSid, :account), #turn = if_not_exists(#turn, :zero), "
-                            "history = if_not_exists(history, :empty), reconnects = if_not_exists(reconnects, :zero), "
-                            "unresolvedAttempts = if_not_exists(unresolvedAttempts, :zero), "
-                            "expiresAt = :expires",
+                            update=_CALL_OPENED
+                            + (f", {call_set}" if call_set else "")
+                            + (f" REMOVE {call_remove}" if call_remove else ""),
+                            condition=call_condition,
                             values={
                                 ":kind": "call",
                                 ":sid": call_sid,
                                 ":conn": connection_id,
                                 ":endpoint": endpoint,
-                                ":session": session_id,
                                 ":connected": "connected",
                                 ":conv": conversation_id,
-                                ":caller": caller,
-                                ":agent": agent_number,
-                                ":account": account_sid,
                                 ":zero": 0,
                                 ":empty": {"L": []},
                                 ":expires": now + CALL_TTL_SECONDS,
+                                **(call_values or {}),
                             },
                         )
                     },
@@ -275,7 +299,8 @@ class CallStore(DynamoTable):
                         "Update": self._request(
                             connection_key(connection_id),
                             update="SET callSid = :sid",
-                            condition="#binding = :binding AND bindingCallSid = :sid",
+                            condition="#binding = :binding AND bindingCallSid = :sid"
+                            + (f" AND {connection_condition}" if connection_condition else ""),
                             values={":sid": call_sid, ":binding": binding_id},
                         )
                     },
@@ -313,50 +338,17 @@ class CallStore(DynamoTable):
         the caller's details are kept from the call's record, and the session id is removed, so
         no action callback is judged against a session this socket does not carry.
         """
-        call_sid = proved.binding_call_sid
-        try:
-            self._call(
-                "transact_write_items",
-                TransactItems=[
-                    {
-                        "Update": self._request(
-                            call_key(call_sid),
-                            update="SET kind = :kind, callSid = :sid, connectionId = :conn, endpoint = :endpoint, "
-                            "#status = :connected, conversationId = if_not_exists(conversationId, :conv), "
-                            "#turn = if_not_exists(#turn, :zero), history = if_not_exists(history, :empty), "
-                            "reconnects = if_not_exists(reconnects, :zero), "
-                            "unresolvedAttempts = if_not_exists(unresolvedAttempts, :zero), expiresAt = :expires "
-                            "REMOVE sessionId",
-                            condition="attribute_not_exists(connectionId) OR connectionId = :conn",
-                            values={
-                                ":kind": "call",
-                                ":sid": call_sid,
-                                ":conn": connection,
-                                ":endpoint": endpoint,
-                                ":connected": "connected",
-                                ":conv": conversation_id,
-                                ":zero": 0,
-                                ":empty": {"L": []},
-                                ":expires": now + CALL_TTL_SECONDS,
-                            },
-                        )
-                    },
-                    {
-                        "Update": self._request(
-                            connection_key(connection),
-                            update="SET callSid = :sid",
-                            condition="#binding = :binding AND bindingCallSid = :sid AND "
-                            "attribute_not_exists(callSid) AND attribute_not_exists(refused)",
-                            values={":sid": call_sid, ":binding": proved.binding_id},
-                        )
-                    },
-                ],
-            )
-        except TransactionCancelled as exc:
-            if "ConditionalCheckFailed" in exc.reasons:
-                return False
-            raise
-        return True
+        return self._bind(
+            proved.binding_call_sid,
+            connection,
+            binding_id=proved.binding_id,
+            endpoint=endpoint,
+            conversation_id=conversation_id,
+            now=now,
+            call_remove="sessionId",
+            call_condition="attribute_not_exists(connectionId) OR connectionId = :conn",
+            connection_condition="attribute_not_exists(callSid) AND attribute_not_exists(refused)",
+        )
 
     def refuse_connection(self, connection_id: str, reason: str) -> None:
         """A refused `setup`: the connection may never carry a call, not even through `bind_lazily`."""
@@ -817,6 +809,13 @@ class CallStore(DynamoTable):
         return True
 
 
+# What opening a call on a connection sets, by `setup` or by a lazy bind: the rest is kept if present.
+_CALL_OPENED = (
+    "SET kind = :kind, callSid = :sid, connectionId = :conn, endpoint = :endpoint, #status = :connected, "
+    "conversationId = if_not_exists(conversationId, :conv), #turn = if_not_exists(#turn, :zero), "
+    "history = if_not_exists(history, :empty), reconnects = if_not_exists(reconnects, :zero), "
+    "unresolvedAttempts = if_not_exists(unresolvedAttempts, :zero), expiresAt = :expires"
+)
 # The history as it was read: items written before historyVersion existed have none.
 _HISTORY_UNCHANGED = "(attribute_not_exists(historyVersion) OR historyVersion = :seen)"
 _WORDS = re.compile(r"\w+")
