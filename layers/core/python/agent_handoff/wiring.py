@@ -385,9 +385,7 @@ def management_client(endpoint_url: str) -> Any:
     # A post takes tens of milliseconds; these bound the longest one (about 12 s with retries),
     # which the `end` lease must outlast (voice/promises.py).
     config = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3})
-    if os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or os.environ.get("AWS_ENDPOINT_URL"):
-        return aws_session().create_client("apigatewaymanagementapi", config=config)
-    return aws_session().create_client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
+    return _connections_client(endpoint_url, config)
 
 
 @lru_cache(maxsize=8)
@@ -397,8 +395,12 @@ def urgent_management_client(endpoint_url: str) -> Any:
     its two posts and three writes fit the reserve; a post that fails leaves the `end` owed."""
     from botocore.config import Config
 
-    # The same botocore session as every other client (boto3 would be a first import inside the reserve).
     config = Config(connect_timeout=0.25, read_timeout=0.5, retries={"mode": "standard", "total_max_attempts": 1})
+    return _connections_client(endpoint_url, config)
+
+
+def _connections_client(endpoint_url: str, config: Any) -> Any:
+    # From the session every other client shares (boto3 would be a first import inside the fallback's reserve).
     if os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or os.environ.get("AWS_ENDPOINT_URL"):
         return aws_session().create_client("apigatewaymanagementapi", config=config)
     return aws_session().create_client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
